@@ -1,0 +1,176 @@
+"""The `chatbot` command line. Each command is a thin shell over the library: parse flags, call
+one function, print what it produced; library errors become one clear line and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from chatbot import __version__
+from chatbot.errors import ChatbotError
+
+CORPORA = ("dailydialog", "cornell", "chatterbot", "tsv", "jsonl")
+
+
+def _data_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The DataConfig fields the user set on the command line (others keep their defaults)."""
+    fields = ("history", "max_source_len", "max_target_len", "valid_fraction", "seed")
+    overrides: dict[str, Any] = {
+        f: getattr(args, f) for f in fields if getattr(args, f) is not None
+    }
+    tokenizer = {
+        key: value
+        for key, value in (("vocab_size", args.vocab_size), ("model_type", args.model_type))
+        if value is not None
+    }
+    if tokenizer:
+        overrides["tokenizer"] = tokenizer
+    if args.lowercase:
+        overrides["normalizer"] = {"lowercase": True}
+    return overrides
+
+
+def _format_lengths(name: str, summary: dict[str, Any]) -> str:
+    if not summary.get("count", 1):
+        return f"  {name}: none"
+    return (
+        f"  {name}: p50 {summary['p50']}, p95 {summary['p95']}, max {summary['max']} "
+        f"(limit {summary['limit']}, {summary['truncated']:.1%} truncated)"
+    )
+
+
+def format_prepare_summary(stats: dict[str, Any], out_dir: str) -> str:
+    """A few lines a person reads after `chatbot prepare`."""
+    splits = stats["splits"]
+    total = {key: sum(s[key] for s in splits.values()) for key in ("dialogues", "examples")}
+    tokenizer = stats["tokenizer"]
+    specials = " ".join(f"{k}={v}" for k, v in tokenizer["special_ids"].items())
+    lines = [
+        f"Prepared {stats['corpus']} into {out_dir} in {stats['seconds']:.1f}s",
+        "  dialogues: {:,} (train {:,}, valid {:,})".format(
+            total["dialogues"], splits["train"]["dialogues"], splits["valid"]["dialogues"]
+        ),
+        "  examples:  {:,} (train {:,}, valid {:,})".format(
+            total["examples"], splits["train"]["examples"], splits["valid"]["examples"]
+        ),
+        f"  skipped:   {stats['skipped']['total']:,} record(s)",
+        f"  tokenizer: {tokenizer['model_type']}, {tokenizer['vocab_size']:,} pieces ({specials})",
+        "train token lengths:",
+        _format_lengths("source", splits["train"]["source_tokens"]),
+        _format_lengths("target", splits["train"]["target_tokens"]),
+    ]
+    return "\n".join(lines)
+
+
+def format_skip_warning(stats: dict[str, Any], out_dir: str, shown: int = 5) -> str:
+    skipped = stats["skipped"]
+    if not skipped["total"]:
+        return ""
+    kinds = ", ".join(f"{kind} {count:,}" for kind, count in skipped["by_kind"].items())
+    lines = [f"warning: skipped {skipped['total']:,} record(s): {kinds}"]
+    lines += [
+        f"  {s['file']}:{s['line']}: {s['kind']}: {s['detail']}" for s in skipped["first"][:shown]
+    ]
+    if skipped["total"] > shown:
+        lines.append(f"  ... every skipped record is listed in {Path(out_dir) / 'skipped.jsonl'}")
+    return "\n".join(lines)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from chatbot.config import DataConfig, parse_config
+    from chatbot.prepare import prepare
+
+    config = parse_config(DataConfig, _data_config_overrides(args), where="flags")
+    stats = prepare(
+        args.corpus,
+        args.input,
+        args.out,
+        config,
+        valid_inputs=args.valid_input or (),
+        overwrite=args.force,
+    )
+    warning = format_skip_warning(stats, args.out)
+    if warning:
+        print(warning, file=sys.stderr)
+    print(json.dumps(stats, indent=2) if args.json else format_prepare_summary(stats, args.out))
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from chatbot.batch_report import describe_batches
+
+    print(describe_batches(args.data, args.split, args.batch_size, args.batches))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot",
+        description="Train a seq2seq chatbot on your own conversations, chat with it, serve it.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    prep = commands.add_parser(
+        "prepare",
+        help="turn a corpus into train/valid examples and a tokenizer",
+        description="Import a corpus, normalize it, split it by dialogue, build examples with "
+        "K turns of context, train a SentencePiece tokenizer on the training split, and write "
+        "it all atomically to --out with stats.json and skipped.jsonl.",
+    )
+    prep.add_argument("--corpus", required=True, choices=CORPORA, help="input format")
+    prep.add_argument("--input", required=True, nargs="+", metavar="PATH", help="files or dirs")
+    prep.add_argument(
+        "--valid-input",
+        nargs="+",
+        metavar="PATH",
+        help="use these as the validation split instead of holding out --valid-fraction",
+    )
+    prep.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+    prep.add_argument("--history", type=int, metavar="K", help="context turns (default 2)")
+    prep.add_argument("--vocab-size", type=int, metavar="N", help="tokenizer pieces (8000)")
+    prep.add_argument("--model-type", choices=("unigram", "bpe"), help="tokenizer (unigram)")
+    prep.add_argument("--max-source-len", type=int, metavar="N", help="source tokens (64)")
+    prep.add_argument("--max-target-len", type=int, metavar="N", help="target tokens (32)")
+    prep.add_argument("--valid-fraction", type=float, metavar="F", help="held out (0.05)")
+    prep.add_argument("--seed", type=int, metavar="S", help="split and shuffle seed (0)")
+    prep.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    prep.add_argument("--force", action="store_true", help="replace --out if it exists")
+    prep.add_argument("--json", action="store_true", help="print stats.json instead")
+    prep.set_defaults(handler=run_prepare)
+
+    insp = commands.add_parser(
+        "inspect",
+        help="show the training batches a prepared directory makes",
+        description="Build the tf.data pipeline over a prepared directory and report batch "
+        "shapes, padding and one decoded example, to check data before training.",
+    )
+    insp.add_argument("data", metavar="DIR", help="a `chatbot prepare` output")
+    insp.add_argument("--split", choices=("train", "valid"), default="train")
+    insp.add_argument("--batch-size", type=int, default=64, metavar="N")
+    insp.add_argument("--batches", type=int, metavar="N", help="stop after N batches (all)")
+    insp.set_defaults(handler=run_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (no GPU found, etc.) is noise on a CPU; users can override.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ChatbotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""chatterbot-corpus YAML: `categories:` and `conversations:`, a list of lists of turns.
+
+Files are parsed with `yaml.compose` under the safe loader: it builds the node tree without
+constructing any object, and the nodes carry the line of each conversation for `file:line`
+sources and skips. Scalar turns are kept as written, so an unquoted `1963`, `3.10` or `yes` stays
+"1963", "3.10", "yes" instead of becoming 1963, 3.1 or True; null turns count as empty. A
+conversation that is not a list (trivia.yml has one long string), or a turn that is a list or
+mapping, is `malformed`; so is a file that is not valid YAML or has no `conversations` list.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from chatbot.corpora._io import add_dialogue, expand, read_bytes
+from chatbot.corpora.records import ImportResult, Skip
+
+SUFFIXES = (".yml", ".yaml")
+_NULL = "tag:yaml.org,2002:null"
+
+
+def read_chatterbot(paths: Sequence[Path]) -> ImportResult:
+    """Read YAML files and directories of them (recursively, in sorted order)."""
+    result = ImportResult()
+    for path in expand(paths, lambda name: name.endswith(SUFFIXES), "*.yml / *.yaml files"):
+        result.extend(parse(read_bytes(path), str(path)))
+    return result
+
+
+def parse(data: bytes, file: str) -> ImportResult:
+    """Conversations of one YAML file's bytes."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        detail = f"not valid utf-8: byte(s) {data[err.start : err.end]!r}"
+        return ImportResult(skipped=[Skip(file, line, "undecodable", detail)])
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        detail = f"not valid YAML: {getattr(err, 'problem', None) or err}"
+        return ImportResult(skipped=[Skip(file, line, "malformed", detail)])
+    found = _conversations(root, file)
+    if isinstance(found, Skip):
+        return ImportResult(skipped=[found])
+    result = ImportResult()
+    for node in found.value:
+        _add_conversation(result, file, node)
+    return result
+
+
+def _conversations(root: yaml.Node | None, file: str) -> yaml.SequenceNode | Skip:
+    """The `conversations` sequence node, or a `malformed` skip saying what is wrong."""
+    if root is None:
+        return Skip(file, 0, "malformed", "empty file: no conversations")
+    if not isinstance(root, yaml.MappingNode):
+        detail = f"top level is a {_describe(root)}, expected a mapping with 'conversations'"
+        return Skip(file, _line(root), "malformed", detail)
+    values = [value for key, value in root.value if key.value == "conversations"]
+    if not values:
+        return Skip(file, _line(root), "malformed", "no 'conversations' key")
+    if not isinstance(values[-1], yaml.SequenceNode):
+        detail = f"'conversations' is a {_describe(values[-1])}, expected a list of conversations"
+        return Skip(file, _line(values[-1]), "malformed", detail)
+    return values[-1]
+
+
+def _add_conversation(result: ImportResult, file: str, node: yaml.Node) -> None:
+    line = _line(node)
+    if not isinstance(node, yaml.SequenceNode):
+        detail = f"conversation is a {_describe(node)}, not a list of turns"
+        result.skipped.append(Skip(file, line, "malformed", detail))
+        return
+    for index, turn in enumerate(node.value, start=1):
+        if not isinstance(turn, yaml.ScalarNode):
+            detail = f"turn {index} is a {_describe(turn)}, not a string"
+            result.skipped.append(Skip(file, line, "malformed", detail))
+            return
+    texts = ["" if turn.tag == _NULL else turn.value for turn in node.value]
+    add_dialogue(result, file, line, texts)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _describe(node: yaml.Node) -> str:
+    """A node's type for messages: 'list', 'mapping', or e.g. 'str of 88 characters'."""
+    if isinstance(node, yaml.SequenceNode):
+        return "list"
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    return f"{node.tag.rsplit(':', 1)[-1]} of {len(node.value)} characters"

@@ -1,0 +1,110 @@
+"""Dialogues become training examples: each response turn paired with the turns before it.
+
+The context keeps the newest `history` turns; turns are kept as a list so the pipeline can join
+them with the separator id (a control token that no user text can spell), and so truncation can
+drop the oldest material first.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.corpora import Dialogue, Skip, Turn
+from chatbot.errors import DataError
+from chatbot.normalize import Normalizer
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One training pair: the preceding turns (oldest first) and the reply to learn."""
+
+    context: tuple[str, ...]
+    response: str
+    source: str = ""
+
+    def to_json(self) -> str:
+        record = {"context": list(self.context), "response": self.response, "source": self.source}
+        return json.dumps(record, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str, *, where: str) -> Example:
+        try:
+            record = json.loads(line)
+            context, response = record["context"], record["response"]
+        except (json.JSONDecodeError, TypeError, KeyError) as error:
+            raise DataError(f"{where}: not an example record ({error})") from None
+        if not (
+            isinstance(context, list)
+            and context
+            and all(isinstance(turn, str) for turn in context)
+            and isinstance(response, str)
+        ):
+            raise DataError(
+                f"{where}: expected 'context' (non-empty list of strings) and 'response' (string)"
+            )
+        return cls(tuple(context), response, str(record.get("source", "")))
+
+
+def normalize_dialogue(dialogue: Dialogue, normalizer: Normalizer) -> Dialogue | Skip:
+    """Normalize every turn and drop the ones that become empty; too little left is a `Skip`."""
+    turns = tuple(
+        Turn(text, turn.speaker) for turn in dialogue.turns if (text := normalizer(turn.text))
+    )
+    if len(turns) >= 2:
+        return Dialogue(turns, dialogue.source)
+    file, _, line = dialogue.source.rpartition(":")
+    return Skip(
+        file or dialogue.source,
+        int(line) if line.isdigit() else 0,
+        "too_few_turns",
+        f"{len(turns)} non-empty turn(s) after normalization; a dialogue needs at least 2",
+    )
+
+
+def dialogue_examples(dialogue: Dialogue, history: int) -> Iterator[Example]:
+    """One example per turn after the first, with up to `history` preceding turns as context."""
+    texts = [turn.text for turn in dialogue.turns]
+    for i in range(1, len(texts)):
+        yield Example(tuple(texts[max(0, i - history) : i]), texts[i], dialogue.source)
+
+
+def split_dialogues(
+    dialogues: Sequence[Dialogue], valid_fraction: float, seed: int
+) -> tuple[list[Dialogue], list[Dialogue]]:
+    """Split by dialogue, not by example, so no conversation leaks into both splits."""
+    order = list(range(len(dialogues)))
+    random.Random(seed).shuffle(order)
+    n_valid = round(len(dialogues) * valid_fraction)
+    if valid_fraction > 0 and len(dialogues) >= 2:
+        n_valid = min(max(n_valid, 1), len(dialogues) - 1)
+    valid_ids = set(order[:n_valid])
+    train = [d for i, d in enumerate(dialogues) if i not in valid_ids]
+    valid = [d for i, d in enumerate(dialogues) if i in valid_ids]
+    return train, valid
+
+
+def write_examples(path: Path, examples: Iterable[Example]) -> int:
+    """Write one JSON example a line (the caller makes the directory atomic); returns the count."""
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(example.to_json() + "\n")
+            count += 1
+    return count
+
+
+def read_examples(path: str | Path) -> list[Example]:
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read examples: {error}") from None
+    return [
+        Example.from_json(line, where=f"{path}:{number}")
+        for number, line in enumerate(lines, start=1)
+        if line.strip()
+    ]

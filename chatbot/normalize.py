@@ -1,0 +1,67 @@
+"""Text normalization applied to every turn before tokenization, in training and in serving.
+
+Real corpora mix Unicode forms, curly and straight quotes, and (DailyDialog) pre-tokenized text
+with spaces around punctuation and split contractions (`Say , Jim , I ' m here .`). Cleaning
+this once, identically everywhere, gives the tokenizer fewer spellings of the same thing and
+the user natural replies.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from chatbot.config import NormalizerConfig
+
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",  # left single quotation mark
+        "\u2019": "'",  # right single quotation mark
+        "\u201a": "'",  # single low-9 quotation mark
+        "\u201b": "'",  # single high-reversed-9 quotation mark
+        "\u2032": "'",  # prime
+        "\u00b4": "'",  # acute accent used as apostrophe
+        "`": "'",
+        "\u201c": '"',  # left double quotation mark
+        "\u201d": '"',  # right double quotation mark
+        "\u201e": '"',  # double low-9 quotation mark
+        "\u2033": '"',  # double prime
+    }
+)
+# Contractions split by a tokenizer: "I ' m", "don ' t", "it ' s" -> "I'm", "don't", "it's".
+_SPLIT_CONTRACTION = re.compile(r"(\w) ?' ?(s|m|d|t|re|ve|ll)\b", re.IGNORECASE)
+# A space before closing punctuation: "word ." "word ," "word ?" "50 %" -> "word." etc.
+_SPACE_BEFORE = re.compile(r" +([.,!?;:%)\]}]|\.\.\.)")
+# A space after opening brackets and currency signs: "( word" "$ 5" -> "(word" "$5".
+_SPACE_AFTER = re.compile(r"([(\[{$£€¥]) +")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _is_dropped_char(char: str) -> bool:
+    """Control and format characters (except whitespace) carry no text and confuse tokenizers."""
+    return unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co", "Cn"} and not char.isspace()
+
+
+class Normalizer:
+    """Callable text cleaner built from a `NormalizerConfig`; idempotent by construction."""
+
+    def __init__(self, config: NormalizerConfig | None = None) -> None:
+        self.config = config or NormalizerConfig()
+
+    def __call__(self, text: str) -> str:
+        config = self.config
+        if config.lowercase:
+            text = text.lower()
+        if config.nfkc:
+            text = unicodedata.normalize("NFKC", text)
+        text = "".join(char for char in text if not _is_dropped_char(char))
+        text = _WHITESPACE.sub(" ", text).strip()
+        # SentencePiece's word-boundary mark would decode as a space, breaking round trips.
+        text = text.replace("\u2581", "_")
+        if config.unify_quotes:
+            text = text.translate(_QUOTES)
+        if config.detokenize_punctuation:
+            text = _SPLIT_CONTRACTION.sub(r"\1'\2", text)
+            text = _SPACE_BEFORE.sub(r"\1", text)
+            text = _SPACE_AFTER.sub(r"\1", text)
+        return text

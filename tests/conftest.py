@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny tokenizer trained once per session, and the shared-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from chatbot.config import TokenizerConfig
+from chatbot.tokenizer import Tokenizer
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TINY_CORPUS = [
+    "Hello, how are you today?",
+    "I'm fine, thanks. And you?",
+    "What's your favorite food?",
+    "I like pizza and pasta very much.",
+    "Do you want to go to the movies tonight?",
+    "Sure, what time does it start?",
+    "It starts at eight o'clock.",
+    "Great, see you there!",
+] * 10 + [f"The number is {i} and the color is {c}." for i in range(40) for c in ("red", "blue")]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> Tokenizer:
+    return Tokenizer.train(TINY_CORPUS, TokenizerConfig(vocab_size=400))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real corpora folder; tests that need it are skipped where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real corpora not available: {SHARED_DATA} is absent")
+    return SHARED_DATA

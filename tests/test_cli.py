@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot import __version__
+from chatbot.cli import main
+
+from .test_prepare import write_jsonl_corpus
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("prepare", "inspect"):
+        assert command in out
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("chatbot")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout == f"chatbot {__version__}\n"
+
+
+def test_prepare_prints_a_summary_and_warns_about_skips(tmp_path, capsys):
+    corpus = write_jsonl_corpus(tmp_path / "c.jsonl", bad_lines=[(2, '{"turns": 5}')])
+    out = tmp_path / "p"
+    code = main(
+        ["prepare", "--corpus", "jsonl", "--input", str(corpus), "--out", str(out),
+         "--history", "1", "--vocab-size", "400", "--valid-fraction", "0.1"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "dialogues: 30 (train 27, valid 3)" in captured.out
+    assert "pad=0 unk=1 bos=2 eos=3 sep=4" in captured.out
+    assert "warning: skipped 1 record(s): malformed 1" in captured.err
+    assert f"{corpus}:2: malformed" in captured.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["history"] == 1
+    assert manifest["config"]["tokenizer"]["vocab_size"] == 400
+
+
+def test_prepare_json_output_is_the_stats_file(tmp_path, capsys):
+    corpus = write_jsonl_corpus(tmp_path / "c.jsonl")
+    out = tmp_path / "p"
+    argv = ["prepare", "--corpus", "jsonl", "--input", str(corpus), "--out", str(out), "--json"]
+    assert main([*argv, "--vocab-size", "400"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "stats.json").read_text())
+
+
+def test_library_errors_exit_1_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope.tsv"
+    code = main(
+        ["prepare", "--corpus", "tsv", "--input", str(missing), "--out", str(tmp_path / "p")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == f"error: {missing}: no such file or directory\n"
+
+
+def test_bad_flag_values_name_the_field(tmp_path, capsys):
+    corpus = write_jsonl_corpus(tmp_path / "c.jsonl")
+    argv = ["prepare", "--corpus", "jsonl", "--input", str(corpus), "--out", str(tmp_path / "p")]
+    assert main([*argv, "--history", "0"]) == 1
+    assert "flags: history: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_unknown_corpus_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "--corpus", "csv", "--input", "x", "--out", "y"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'csv'" in capsys.readouterr().err
+
+
+def test_inspect_shows_batches_and_a_decoded_example(tmp_path, capsys):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("Hello there , friend .\tHi ! Nice to see you .\n" * 12, encoding="utf-8")
+    out = tmp_path / "p"
+    argv = ["prepare", "--corpus", "tsv", "--input", str(corpus), "--out", str(out)]
+    assert main([*argv, "--vocab-size", "300", "--valid-fraction", "0"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--batch-size", "5"]) == 0
+    report = capsys.readouterr().out
+    assert "12 examples -> 3 batches of up to 5 (12 rows)" in report
+    assert "context: Hello there, friend." in report
+    assert "target:  Hi! Nice to see you." in report

@@ -1,0 +1,26 @@
+import pytest
+
+from chatbot.config import DataConfig, parse_config
+from chatbot.errors import ConfigError
+
+
+def test_defaults_are_valid_and_serializable():
+    config = DataConfig()
+    assert parse_config(DataConfig, config.model_dump(mode="json")) == config
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"flags: tokenizer\.vocab_sise: Extra inputs"):
+        parse_config(DataConfig, {"tokenizer": {"vocab_sise": 10}}, where="flags")
+
+
+def test_out_of_range_value_is_named_with_the_limit():
+    with pytest.raises(
+        ConfigError, match=r"config: history: Input should be greater than or equal to 1"
+    ):
+        parse_config(DataConfig, {"history": 0})
+
+
+def test_wrong_choice_lists_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"tokenizer\.model_type: .*'unigram' or 'bpe'"):
+        parse_config(DataConfig, {"tokenizer": {"model_type": "wordpiece"}})

@@ -1,0 +1,78 @@
+import pytest
+
+from chatbot.corpora import Dialogue, Skip, Turn
+from chatbot.errors import DataError
+from chatbot.examples import (
+    Example,
+    dialogue_examples,
+    normalize_dialogue,
+    read_examples,
+    split_dialogues,
+    write_examples,
+)
+from chatbot.normalize import Normalizer
+
+
+def _dialogue(*texts: str, source: str = "f.txt:3") -> Dialogue:
+    return Dialogue(tuple(Turn(t) for t in texts), source)
+
+
+def test_history_one_gives_plain_pairs():
+    examples = list(dialogue_examples(_dialogue("a", "b", "c"), history=1))
+    assert [(e.context, e.response) for e in examples] == [(("a",), "b"), (("b",), "c")]
+    assert all(e.source == "f.txt:3" for e in examples)
+
+
+def test_history_keeps_the_newest_turns_oldest_first():
+    examples = list(dialogue_examples(_dialogue("a", "b", "c", "d", "e"), history=3))
+    assert [e.context for e in examples] == [
+        ("a",),
+        ("a", "b"),
+        ("a", "b", "c"),
+        ("b", "c", "d"),
+    ]
+    assert [e.response for e in examples] == ["b", "c", "d", "e"]
+
+
+def test_a_dialogue_of_n_turns_gives_n_minus_one_examples():
+    assert len(list(dialogue_examples(_dialogue(*"abcdefg"), history=2))) == 6
+
+
+def test_normalize_dialogue_drops_empty_turns_and_keeps_speakers():
+    dialogue = Dialogue((Turn("Hi , you", "A"), Turn("\u200b", "B"), Turn("Yes !", "A")), "x:1")
+    normalized = normalize_dialogue(dialogue, Normalizer())
+    assert normalized == Dialogue((Turn("Hi, you", "A"), Turn("Yes!", "A")), "x:1")
+
+
+def test_normalize_dialogue_reports_too_few_turns_with_file_and_line():
+    outcome = normalize_dialogue(_dialogue("Hello", "\x00", source="dir/a.yml:12"), Normalizer())
+    assert isinstance(outcome, Skip)
+    assert (outcome.file, outcome.line, outcome.kind) == ("dir/a.yml", 12, "too_few_turns")
+
+
+def test_split_is_by_dialogue_seeded_and_never_empty():
+    dialogues = [_dialogue("q", "a", source=f"f:{i}") for i in range(100)]
+    train, valid = split_dialogues(dialogues, 0.1, seed=1)
+    assert len(valid) == 10 and len(train) == 90
+    assert {d.source for d in train}.isdisjoint({d.source for d in valid})
+    assert split_dialogues(dialogues, 0.1, seed=1) == (train, valid)
+    assert split_dialogues(dialogues, 0.1, seed=2)[1] != valid
+    assert len(split_dialogues(dialogues[:3], 0.01, seed=0)[1]) == 1
+    assert split_dialogues(dialogues[:3], 0.0, seed=0)[1] == []
+
+
+def test_examples_round_trip_through_jsonl(tmp_path):
+    examples = [Example(("Hi", "there ☃"), "Hello!", "a.txt:1"), Example(("q",), "r", "")]
+    path = tmp_path / "train.jsonl"
+    assert write_examples(path, examples) == 2
+    assert read_examples(path) == examples
+
+
+def test_bad_example_lines_name_the_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"context": ["a"], "response": "b"}\n{"context": "a"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.jsonl:2: not an example record"):
+        read_examples(path)
+    path.write_text('{"context": [], "response": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.jsonl:1: expected 'context'"):
+        read_examples(path)

@@ -1,0 +1,67 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatbot.config import NormalizerConfig
+from chatbot.normalize import Normalizer
+
+normalize = Normalizer()
+
+
+def test_dailydialog_spacing_is_undone():
+    assert (
+        normalize("Say , Jim , how about going for a few beers after dinner ?")
+        == "Say, Jim, how about going for a few beers after dinner?"
+    )
+    assert normalize("Really ! Well ; fine : 50 % off ( maybe ) .") == (
+        "Really! Well; fine: 50% off (maybe)."
+    )
+    assert normalize("It costs $ 5 ...") == "It costs $5..."
+
+
+def test_curly_and_straight_apostrophes_are_unified_and_contractions_rejoined():
+    assert normalize("I ’ m a defender . It ’ s fun .") == "I'm a defender. It's fun."
+    assert normalize("You don ’ t have to , we ’ ll see , they ’ ve gone") == (
+        "You don't have to, we'll see, they've gone"
+    )
+    assert normalize("Kate‘s “book”") == 'Kate\'s "book"'
+    assert normalize("I don't") == normalize("I don’t") == "I don't"
+
+
+def test_unicode_nfkc_and_whitespace():
+    assert normalize("ｆｕｌｌ width\u00a0space") == "full width space"
+    assert normalize("  many \t spaces\nand lines  ") == "many spaces and lines"
+    assert normalize("ﬁne") == "fine"
+
+
+def test_control_and_format_characters_are_dropped():
+    assert normalize("a\u0007b\u200bc\ufeff") == "abc"
+    assert normalize("\x00\x01") == ""
+
+
+def test_sentencepiece_meta_symbol_is_replaced():
+    assert normalize("a\u2581b") == "a_b"
+
+
+def test_options_can_be_turned_off():
+    raw = "I ’ m HERE , ok"
+    assert Normalizer(NormalizerConfig(lowercase=True))(raw) == "i'm here, ok"
+    assert Normalizer(NormalizerConfig(unify_quotes=False, detokenize_punctuation=False))(raw) == (
+        "I ’ m HERE , ok"
+    )
+
+
+def test_words_with_quotes_that_are_not_contractions_survive():
+    assert normalize("rock 'n' roll in the '90s") == "rock 'n' roll in the '90s"
+
+
+@given(st.text(max_size=60))
+def test_normalizer_is_idempotent(text):
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@given(st.text(max_size=60))
+def test_lowercasing_normalizer_is_idempotent(text):
+    lower = Normalizer(NormalizerConfig(lowercase=True))
+    once = lower(text)
+    assert lower(once) == once
