@@ -127,3 +127,15 @@ def test_loading_a_directory_that_is_not_prepared_names_the_file(tmp_path):
     (tmp_path / "half" / "manifest.json").write_text('{"format_version": 99}')
     with pytest.raises(DataError, match=r"format_version 99 is not 1"):
         PreparedData.load(tmp_path / "half")
+
+
+@pytest.mark.shared_data
+def test_real_dailydialog_train_zip_gives_the_published_counts(shared_data, tmp_path):
+    config = DataConfig(history=1, tokenizer=TokenizerConfig(vocab_size=2000))
+    stats = prepare(
+        "dailydialog", [shared_data / "dailydialog" / "train.zip"], tmp_path / "dd", config
+    )
+    splits = stats["splits"].values()
+    assert sum(s["dialogues"] for s in splits) == 11_118
+    assert sum(s["examples"] for s in splits) == 76_053
+    assert stats["skipped"]["total"] == 0
