@@ -3,9 +3,13 @@ or a `--set` flag fails loudly with the path of the bad key."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chatbot.errors import ConfigError
 
@@ -65,3 +69,153 @@ def parse_config(model: type[ModelT], data: Any, *, where: str = "config") -> Mo
         return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, where=where)) from None
+
+
+CellType = Literal["rnn", "gru", "lstm", "lstm_peephole", "lstm_coupled"]
+AttentionType = Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
+
+
+class EncoderConfig(StrictModel):
+    cell: CellType = "gru"
+    layers: int = Field(default=1, ge=1, le=8)
+    bidirectional: bool = True
+    merge: Literal["sum", "concat"] = "sum"
+
+
+class DecoderConfig(StrictModel):
+    cell: CellType = "gru"
+    layers: int = Field(default=1, ge=1, le=8)
+
+
+class ModelConfig(StrictModel):
+    """Architecture. Sizes are shared by encoder and decoder so states pass between them."""
+
+    embedding_dim: int = Field(default=128, ge=1)
+    hidden_size: int = Field(default=256, ge=1)
+    encoder: EncoderConfig = EncoderConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    rnn_activation: Literal["tanh", "relu"] = "tanh"
+    layer_norm: bool = False
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    attention: AttentionType = "luong_general"
+    attention_units: int = Field(default=128, ge=1)
+    input_feeding: bool = False
+    share_embeddings: bool = True
+    tie_output_embedding: bool = False
+
+    @model_validator(mode="after")
+    def _dot_attention_needs_equal_sizes(self) -> ModelConfig:
+        encoder = self.encoder
+        if self.attention == "luong_dot" and encoder.bidirectional and encoder.merge == "concat":
+            raise ValueError(
+                "attention 'luong_dot' scores decoder states (hidden_size) against encoder "
+                "outputs, which encoder.merge 'concat' makes 2 * hidden_size wide; use "
+                "merge 'sum' or another attention"
+            )
+        return self
+
+
+class ScheduledSamplingConfig(StrictModel):
+    """Bengio et al. (2015): feed the model its own sample instead of the true previous token
+    with probability 1 - eps_i, where eps_i (the teacher-forcing probability) decays with the
+    training step i:
+
+    - none: eps_i = 1 (plain teacher forcing)
+    - constant: eps_i = k
+    - linear: eps_i = max(min_teacher_forcing, k - c * i)
+    - exponential: eps_i = max(min_teacher_forcing, k ** i), with k < 1
+    - inverse_sigmoid: eps_i = max(min_teacher_forcing, k / (k + exp(i / k))), with k >= 1
+    """
+
+    schedule: Literal["none", "constant", "linear", "exponential", "inverse_sigmoid"] = "none"
+    k: float = Field(default=1.0, gt=0.0)
+    c: float = Field(default=1e-4, ge=0.0)
+    min_teacher_forcing: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _k_fits_schedule(self) -> ScheduledSamplingConfig:
+        if self.schedule in ("constant", "linear") and self.k > 1:
+            raise ValueError(f"k is a probability for the {self.schedule} schedule; got {self.k}")
+        if self.schedule == "exponential" and self.k >= 1:
+            raise ValueError(f"k must be below 1 for the exponential schedule; got {self.k}")
+        if self.schedule == "inverse_sigmoid" and self.k < 1:
+            raise ValueError(f"k must be at least 1 for the inverse_sigmoid schedule; got {self.k}")
+        return self
+
+
+class TrainingConfig(StrictModel):
+    batch_size: int = Field(default=64, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    lr_schedule: Literal["constant", "warmup_decay", "plateau"] = "warmup_decay"
+    warmup_steps: int = Field(default=500, ge=0)
+    plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(default=1, ge=0)
+    clip_norm: float | None = Field(default=5.0, gt=0.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    early_stopping_patience: int = Field(default=3, ge=0)
+    checkpoint_every_steps: int = Field(default=500, ge=1)
+    keep_checkpoints: int = Field(default=3, ge=1)
+    max_source_len: int | None = Field(default=None, ge=2)
+    max_target_len: int | None = Field(default=None, ge=2)
+    bucket_width: int = Field(default=8, ge=1)
+    scheduled_sampling: ScheduledSamplingConfig = ScheduledSamplingConfig()
+    seed: int = 0
+
+
+class Config(StrictModel):
+    """The whole tree, as in a YAML file under configs/ and inside every bundle."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+def apply_overrides(tree: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Apply `key.path=value` strings (values parsed as YAML) to a nested dict, in order."""
+    tree = copy.deepcopy(tree)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+        *parents, leaf = key.strip().split(".")
+        node = tree
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(parents[: i + 1])
+                raise ConfigError(f"--set {assignment!r}: {prefix} is a value, not a section")
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {error}") from None
+    return tree
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a ConfigError naming the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config: {error}") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file, then `--set` overrides, validated as one `Config`."""
+    tree = read_yaml(path) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    return parse_config(Config, apply_overrides(tree, overrides), where=where)

@@ -16,3 +16,7 @@ class DataError(ChatbotError):
 
 class TokenizerError(ChatbotError):
     """A tokenizer cannot be trained or loaded."""
+
+
+class BundleError(ChatbotError):
+    """A model bundle or training checkpoint is missing, incomplete or corrupt."""

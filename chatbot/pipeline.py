@@ -58,6 +58,30 @@ def bucket_boundaries(max_len: int, width: int) -> list[int]:
     return list(range(width + 1, max_len + 1, width))
 
 
+def batches_per_epoch(
+    encoded: EncodedExamples,
+    *,
+    batch_size: int,
+    max_source_len: int,
+    max_target_len: int,
+    bucket_width: int = 8,
+) -> int:
+    """How many batches `make_dataset` yields per epoch: each length bucket ends in one partial
+    batch, whatever the shuffle order, so the count is fixed by the example lengths."""
+    if not len(encoded):
+        return 0
+    sources = np.minimum([len(s) for s in encoded.sources], max_source_len)
+    targets = np.minimum([len(t) + 1 for t in encoded.targets], max_target_len)
+    boundaries = bucket_boundaries(max(max_source_len, max_target_len), bucket_width)
+    buckets = np.searchsorted(boundaries, np.maximum(sources, targets), side="right")
+    return int(sum(-(-count // batch_size) for count in np.bincount(buckets) if count))
+
+
+def shard(encoded: EncodedExamples, index: int, count: int) -> EncodedExamples:
+    """Every `count`-th example from `index`: one input pipeline's share under tf.distribute."""
+    return EncodedExamples(encoded.sources[index::count], encoded.targets[index::count])
+
+
 def truncate_and_shift(
     source: tf.Tensor, response: tf.Tensor, max_source_len: int, max_target_len: int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

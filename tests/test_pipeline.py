@@ -3,7 +3,14 @@ import pytest
 import tensorflow as tf
 
 from chatbot.examples import Example
-from chatbot.pipeline import bucket_boundaries, encode_examples, make_dataset, truncate_and_shift
+from chatbot.pipeline import (
+    batches_per_epoch,
+    bucket_boundaries,
+    encode_examples,
+    make_dataset,
+    shard,
+    truncate_and_shift,
+)
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID
 
 
@@ -137,3 +144,20 @@ def test_empty_input_is_an_error(tiny_tokenizer):
         make_dataset(
             encode_examples([], tiny_tokenizer), batch_size=2, max_source_len=4, max_target_len=4
         )
+
+
+@pytest.mark.parametrize(("batch_size", "max_len"), [(1, 64), (3, 64), (4, 6), (7, 3)])
+def test_batches_per_epoch_matches_the_dataset(tiny_tokenizer, batch_size, max_len):
+    encoded = _encoded([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] * 3, tiny_tokenizer)
+    kwargs = dict(batch_size=batch_size, max_source_len=max_len, max_target_len=max_len)
+    expected = len(_batches(make_dataset(encoded, bucket_width=4, **kwargs)))
+    assert batches_per_epoch(encoded, bucket_width=4, **kwargs) == expected
+
+
+def test_shards_split_the_examples(tiny_tokenizer):
+    encoded = _encoded(list(range(1, 11)), tiny_tokenizer)
+    parts = [shard(encoded, i, 3) for i in range(3)]
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert sorted(tuple(s) for p in parts for s in p.sources) == sorted(
+        tuple(s) for s in encoded.sources
+    )

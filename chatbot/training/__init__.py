@@ -1,0 +1,1 @@
+"""Training: schedules, the masked loss, checkpoints, and the loop that `chatbot train` runs."""

@@ -1,0 +1,151 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from chatbot.config import ModelConfig
+from chatbot.model.cells import CELL_TYPES
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.tokenizer import PAD_ID
+
+ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
+VOCAB = 23
+
+
+def tiny(**changes) -> ModelConfig:
+    base = dict(embedding_dim=6, hidden_size=8, attention_units=5, dropout=0.0)
+    return ModelConfig.model_validate({**base, **changes})
+
+
+def batch(seed=0, source_len=7, target_len=5, pad_from=(5, 7, 3)):
+    rng = np.random.default_rng(seed)
+    source = rng.integers(5, VOCAB, (3, source_len)).astype("int32")
+    for row, start in enumerate(pad_from):
+        source[row, start:] = PAD_ID
+    decoder = rng.integers(5, VOCAB, (3, target_len)).astype("int32")
+    return {"source_ids": source, "decoder_input_ids": decoder}
+
+
+def build(config: ModelConfig) -> Seq2Seq:
+    keras.utils.set_random_seed(1)
+    model = Seq2Seq(config, VOCAB)
+    model.build()
+    return model
+
+
+@pytest.mark.parametrize(
+    ("cell", "attention", "bidirectional"),
+    list(itertools.product(CELL_TYPES, ATTENTIONS, (False, True))),
+)
+def test_every_cell_attention_and_direction_gives_the_right_shapes(cell, attention, bidirectional):
+    config = tiny(
+        encoder={"cell": cell, "bidirectional": bidirectional},
+        decoder={"cell": cell},
+        attention=attention,
+    )
+    logits, weights = build(config)(batch(), return_attention=True)
+    assert logits.shape == (3, 5, VOCAB)
+    if attention == "none":
+        assert weights is None
+    else:
+        assert weights.shape == (3, 5, 7)
+        np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS[1:])
+def test_padded_source_positions_get_zero_attention(attention):
+    _, weights = build(tiny(attention=attention))(batch(), return_attention=True)
+    weights = np.asarray(weights)
+    assert (weights[0, :, 5:] == 0).all() and (weights[2, :, 3:] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"attention": "bahdanau"},
+        {"encoder": {"cell": "lstm", "layers": 2, "merge": "concat"}, "decoder": {"cell": "lstm"}},
+        {"input_feeding": True, "layer_norm": True},
+    ],
+)
+def test_extra_padding_does_not_change_the_output(changes):
+    model = build(tiny(**changes))
+    inputs = batch(pad_from=(7, 7, 7))
+    padded = dict(inputs, source_ids=np.pad(inputs["source_ids"], ((0, 0), (0, 4))))
+    np.testing.assert_allclose(model(inputs), model(padded), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"attention": "none", "decoder": {"cell": "lstm", "layers": 2}},
+        {"attention": "bahdanau", "decoder": {"cell": "lstm_coupled"}},
+        {"input_feeding": True, "attention": "luong_dot"},
+        {"tie_output_embedding": True, "share_embeddings": False},
+    ],
+)
+def test_decode_step_reproduces_the_teacher_forced_logits(changes):
+    """The single-step function the decoding loop uses agrees with training's full pass."""
+    model = build(tiny(**changes))
+    inputs = batch()
+    expected = np.asarray(model(inputs))
+    encoded = model.encode(inputs["source_ids"])
+    attentional = model.initial_attentional(inputs["source_ids"])
+    for t in range(inputs["decoder_input_ids"].shape[1]):
+        step = model.decode_step(inputs["decoder_input_ids"][:, t], encoded, attentional)
+        np.testing.assert_allclose(step.logits, expected[:, t], atol=1e-5)
+        encoded, attentional = encoded._replace(states=step.states), step.attentional
+
+
+def test_step_loop_with_full_teacher_forcing_equals_the_parallel_pass():
+    model = build(tiny())
+    inputs = batch()
+    parallel = model(inputs)
+    looped = model(inputs, teacher_forcing=1.0)
+    np.testing.assert_allclose(parallel, looped, atol=1e-5)
+    sampled = model(inputs, teacher_forcing=0.0)
+    assert not np.allclose(parallel, sampled, atol=1e-3)
+
+
+def test_bridges_appear_only_where_widths_differ():
+    assert build(tiny()).bridges == {}
+    concat = build(tiny(encoder={"merge": "concat"}, attention="luong_general"))
+    assert sorted(concat.bridges) == ["0_h"]
+    gru_to_lstm = build(
+        tiny(encoder={"cell": "gru", "layers": 2}, decoder={"cell": "lstm", "layers": 3})
+    )
+    assert gru_to_lstm.bridges == {}
+    states = gru_to_lstm.encode(batch()["source_ids"]).states
+    assert len(states) == 3 and all(len(s) == 2 for s in states)
+    assert not np.asarray(states[0][1]).any()  # an LSTM's c starts at zero after a GRU
+
+
+def test_tied_output_embedding_has_no_separate_projection():
+    tied = build(tiny(tie_output_embedding=True))
+    untied = build(tiny())
+    assert tied.output_projection is None
+    assert tied.count_params() < untied.count_params()
+
+
+def test_dot_attention_with_concatenated_encoder_is_a_config_error():
+    with pytest.raises(ValueError, match=r"luong_dot.*merge 'sum'"):
+        tiny(attention="luong_dot", encoder={"merge": "concat"})
+
+
+def test_save_and_load_in_safe_mode_give_identical_logits(tmp_path):
+    config = tiny(
+        attention="bahdanau",
+        decoder={"cell": "lstm_peephole"},
+        layer_norm=True,
+        tie_output_embedding=True,
+        input_feeding=True,
+    )
+    model = build(config)
+    inputs = batch()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    assert isinstance(loaded, Seq2Seq)
+    assert loaded.model_config == config
+    np.testing.assert_array_equal(model(inputs), loaded(inputs))
