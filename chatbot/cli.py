@@ -82,10 +82,13 @@ def format_skip_warning(stats: dict[str, Any], out_dir: str, shown: int = 5) -> 
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from chatbot.config import DataConfig, parse_config
+    from chatbot.config import Config, deep_merge, parse_config, read_yaml
     from chatbot.prepare import prepare
 
-    config = parse_config(DataConfig, _data_config_overrides(args), where="flags")
+    tree = deep_merge(
+        read_yaml(args.config) if args.config else {}, {"data": _data_config_overrides(args)}
+    )
+    config = parse_config(Config, tree, where=args.config or "flags").data
     stats = prepare(
         args.corpus,
         args.input,
@@ -98,6 +101,36 @@ def run_prepare(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     print(json.dumps(stats, indent=2) if args.json else format_prepare_summary(stats, args.out))
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from chatbot.config import load_config
+    from chatbot.training.trainer import TrainOptions, train
+
+    config = load_config(args.config, args.set or ())
+    options = TrainOptions(
+        resume=args.resume,
+        force=args.force,
+        max_minutes=args.max_minutes,
+        strategy=args.strategy,
+        precision=args.precision,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        command=" ".join(["chatbot", *sys.argv[1:]]),
+        verbose=not args.quiet,
+    )
+    report = train(config, args.data, args.out, options)
+    best = report.best
+    metrics = ", ".join(
+        f"{name} {best[name]:.4g}" for name in ("val_loss", "val_perplexity") if name in best
+    )
+    print(
+        f"Trained {report.epochs_done} epoch(s) in {report.seconds:.1f}s ({report.stopped}); "
+        f"best epoch {best.get('epoch', '-')}: {metrics or 'no validation split'}; "
+        f"{report.tokens_per_second:,.0f} target tokens/s\n"
+        f"  bundle: {report.bundle}\n"
+        f"  run:    {report.work_dir} (tensorboard --logdir {report.work_dir / 'logs'})"
+    )
     return 0
 
 
@@ -132,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use these as the validation split instead of holding out --valid-fraction",
     )
     prep.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+    prep.add_argument("--config", metavar="FILE", help="YAML config; its data section is used")
     prep.add_argument("--history", type=int, metavar="K", help="context turns (default 2)")
     prep.add_argument("--vocab-size", type=int, metavar="N", help="tokenizer pieces (8000)")
     prep.add_argument("--model-type", choices=("unigram", "bpe"), help="tokenizer (unigram)")
@@ -143,6 +177,41 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--force", action="store_true", help="replace --out if it exists")
     prep.add_argument("--json", action="store_true", help="print stats.json instead")
     prep.set_defaults(handler=run_prepare)
+
+    trn = commands.add_parser(
+        "train",
+        help="train a model on a prepared directory and write its bundle",
+        description="Train the encoder-decoder on a `chatbot prepare` output. Checkpoints, "
+        "TensorBoard logs and the run's config go to a work directory beside the bundle "
+        "(OUT.work); --resume continues a run from its last checkpoint, even after a kill.",
+    )
+    trn.add_argument("--config", metavar="FILE", help="YAML config (configs/*.yaml)")
+    trn.add_argument("--data", required=True, metavar="DIR", help="a `chatbot prepare` output")
+    trn.add_argument("--out", required=True, metavar="MODEL_DIR", help="bundle to write")
+    trn.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. training.epochs=5 (repeatable)",
+    )
+    trn.add_argument("--resume", action="store_true", help="continue the run in the work dir")
+    trn.add_argument("--force", action="store_true", help="discard an earlier run's work dir")
+    trn.add_argument("--max-minutes", type=float, metavar="M", help="stop cleanly after M min")
+    trn.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multi_worker"),
+        default="default",
+        help="tf.distribute strategy; multi_worker reads TF_CONFIG",
+    )
+    trn.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_float16"),
+        default="auto",
+        help="auto: mixed_float16 on a GPU, float32 on a CPU",
+    )
+    trn.add_argument("--work-dir", metavar="DIR", help="where the run keeps its state")
+    trn.add_argument("--quiet", action="store_true", help="no progress output")
+    trn.set_defaults(handler=run_train)
 
     insp = commands.add_parser(
         "inspect",

@@ -171,6 +171,17 @@ class Config(StrictModel):
     training: TrainingConfig = TrainingConfig()
 
 
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it, section by section (neither input is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def apply_overrides(tree: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
     """Apply `key.path=value` strings (values parsed as YAML) to a nested dict, in order."""
     tree = copy.deepcopy(tree)

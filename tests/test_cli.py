@@ -66,7 +66,8 @@ def test_bad_flag_values_name_the_field(tmp_path, capsys):
     corpus = write_jsonl_corpus(tmp_path / "c.jsonl")
     argv = ["prepare", "--corpus", "jsonl", "--input", str(corpus), "--out", str(tmp_path / "p")]
     assert main([*argv, "--history", "0"]) == 1
-    assert "flags: history: Input should be greater than or equal to 1" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "flags: data.history: Input should be greater than or equal to 1" in error
 
 
 def test_unknown_corpus_is_a_usage_error(capsys):

@@ -133,11 +133,11 @@ class ResetAfterGRUCell(_ProjectedCell):
 
     def call(self, inputs: Any, states: list[Any], training: bool = False) -> tuple[Any, list[Any]]:
         h_prev = states[0]
-        x, h = self._project(inputs, h_prev)
+        wx, uh = self._project(inputs, h_prev)
         b = self._by_gate(self.recurrent_bias)
-        z = ops.sigmoid(x["update"] + h["update"] + b["update"])
-        r = ops.sigmoid(x["reset"] + h["reset"] + b["reset"])
-        candidate = ops.tanh(x["candidate"] + r * (h["candidate"] + b["candidate"]))
+        z = ops.sigmoid(wx["update"] + uh["update"] + b["update"])
+        r = ops.sigmoid(wx["reset"] + uh["reset"] + b["reset"])
+        candidate = ops.tanh(wx["candidate"] + r * (uh["candidate"] + b["candidate"]))
         h = z * h_prev + (1.0 - z) * candidate
         return h, [h]
 

@@ -278,17 +278,19 @@ class Trainer:
             callbacks = [StepCounter(run.position, training.checkpoint_every_steps, manager.save)]
             callbacks += [budget, progress] if self.options.verbose else [budget]
             epoch_started = time.monotonic()
-            fit = model.fit(
-                dataset,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                steps_per_epoch=steps - position,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=0,
-            )
+            logs: dict[str, list[float]] = {}
+            if position < steps:  # a run killed during its epoch-end work has no batches left
+                logs = model.fit(
+                    dataset,
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
+                    steps_per_epoch=steps - position,
+                    callbacks=callbacks,
+                    shuffle=False,
+                    verbose=0,
+                ).history
             tokens_per_second = progress.tokens_per_second or tokens_per_second
-            record = self._epoch_record(model, fit.history, epoch, time.monotonic() - epoch_started)
+            record = self._epoch_record(model, logs, epoch, time.monotonic() - epoch_started)
             record["train_tokens_per_s"] = round(progress.tokens_per_second, 1)
             if budget.expired:
                 record["partial"] = True
@@ -329,7 +331,7 @@ class Trainer:
         for path in reversed(manager.checkpoints):
             try:
                 run.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
+            except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
                 print(
                     f"warning: checkpoint {path} unusable ({error}); trying an older one",
                     file=sys.stderr,

@@ -1,0 +1,158 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chatbot.bundle import Bundle
+from chatbot.cli import main
+from chatbot.config import DataConfig, load_config
+from chatbot.errors import ConfigError
+from chatbot.prepare import prepare
+from chatbot.training.trainer import TrainOptions, train
+
+TINY = [
+    "model.embedding_dim=8",
+    "model.hidden_size=16",
+    "model.attention_units=8",
+    "training.batch_size=8",
+    "training.epochs=2",
+    "training.warmup_steps=2",
+    "training.checkpoint_every_steps=3",
+]
+WORDS = ["red", "blue", "green", "big", "small", "cat", "dog", "bird", "sees", "likes", "the", "a"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(60):
+        words = rng.choice(WORDS, size=rng.integers(2, 6))
+        lines.append(f"{' '.join(words)}\t{' '.join(words[::-1])}")
+    root = tmp_path_factory.mktemp("data")
+    (root / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = DataConfig(history=1, valid_fraction=0.2, tokenizer={"vocab_size": 300})
+    prepare("tsv", [root / "pairs.tsv"], root / "prepared", config)
+    return root / "prepared"
+
+
+def quiet(**options) -> TrainOptions:
+    return TrainOptions(verbose=False, **options)
+
+
+def test_training_writes_a_bundle_that_loads_and_answers(prepared, tmp_path):
+    config = load_config("configs/tiny.yaml", TINY)
+    report = train(config, prepared, tmp_path / "model", quiet(command="chatbot train ..."))
+    assert report.stopped == "finished" and report.epochs_done == 2
+    bundle = Bundle.load(tmp_path / "model")
+    assert bundle.config.model == config.model
+    assert bundle.config.data.tokenizer.vocab_size == 300
+    assert [r["epoch"] for r in bundle.history] == [1, 2]
+    assert all(np.isfinite(r["val_loss"]) and r["val_perplexity"] > 1 for r in bundle.history)
+    assert bundle.card["command"] == "chatbot train ..."
+    assert bundle.card["data"]["splits"]["train"]["examples"] == 48
+    assert bundle.card["metrics"]["val_loss"] == min(r["val_loss"] for r in bundle.history)
+    ids = np.array([[10, 11, 3]], "int32")
+    logits = bundle.model({"source_ids": ids, "decoder_input_ids": np.array([[2]], "int32")})
+    assert logits.shape == (1, 1, bundle.tokenizer.vocab_size)
+    assert (tmp_path / "model.work" / "logs" / "train").is_dir()
+
+
+def test_time_budget_stops_cleanly_and_resume_finishes(prepared, tmp_path):
+    config = load_config("configs/tiny.yaml", TINY)
+    out = tmp_path / "model"
+    stopped = train(config, prepared, out, quiet(max_minutes=1e-5))
+    assert stopped.stopped == "time_budget" and stopped.epochs_done == 0
+    assert Bundle.load(out).history[0]["partial"] is True
+    finished = train(config, prepared, out, quiet(resume=True))
+    assert finished.stopped == "finished" and finished.epochs_done == 2
+    history = Bundle.load(out).history
+    assert [r["epoch"] for r in history] == [1, 1, 2]
+    assert history[-1]["step"] == 2 * 6  # 48 examples, 6 batches an epoch, none repeated
+
+
+def test_early_stopping_when_validation_stops_improving(prepared, tmp_path):
+    overrides = [*TINY, "training.epochs=6", "training.early_stopping_patience=1"]
+    overrides += ["training.learning_rate=1e-12", "training.lr_schedule=constant"]
+    report = train(load_config("configs/tiny.yaml", overrides), prepared, tmp_path / "m", quiet())
+    assert report.stopped == "early_stopping"
+    assert report.epochs_done == 2
+
+
+def test_scheduled_sampling_logs_a_falling_teacher_forcing_probability(prepared, tmp_path):
+    overrides = [*TINY, "training.epochs=3", "training.scheduled_sampling.schedule=linear"]
+    overrides += ["training.scheduled_sampling.c=0.05", "training.early_stopping_patience=0"]
+    train(load_config("configs/tiny.yaml", overrides), prepared, tmp_path / "m", quiet())
+    forcing = [r["teacher_forcing"] for r in Bundle.load(tmp_path / "m").history]
+    np.testing.assert_allclose(forcing, [1 - 0.05 * 6, 1 - 0.05 * 12, 1 - 0.05 * 18], atol=1e-6)
+
+
+def test_a_new_run_will_not_overwrite_an_earlier_one(prepared, tmp_path):
+    config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
+    train(config, prepared, tmp_path / "m", quiet())
+    with pytest.raises(ConfigError, match=r"m\.work holds an earlier run: pass --resume"):
+        train(config, prepared, tmp_path / "m", quiet())
+    assert train(config, prepared, tmp_path / "m", quiet(force=True)).epochs_done == 1
+
+
+def test_resume_refuses_a_different_architecture_but_allows_more_epochs(prepared, tmp_path):
+    config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
+    train(config, prepared, tmp_path / "m", quiet())
+    changed = load_config("configs/tiny.yaml", [*TINY, "model.hidden_size=32"])
+    with pytest.raises(ConfigError, match=r"model\.hidden_size \(32 here, 16 in the run\)"):
+        train(changed, prepared, tmp_path / "m", quiet(resume=True))
+    longer = load_config("configs/tiny.yaml", [*TINY, "training.epochs=2"])
+    assert train(longer, prepared, tmp_path / "m", quiet(resume=True)).epochs_done == 2
+
+
+def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_path, capsys):
+    config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
+    train(config, prepared, tmp_path / "m", quiet())
+    checkpoints = tmp_path / "m.work" / "checkpoints"
+    newest = max(checkpoints.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))
+    newest.with_suffix(".data-00000-of-00001").write_bytes(b"garbage")
+    longer = load_config("configs/tiny.yaml", [*TINY, "training.epochs=2"])
+    assert train(longer, prepared, tmp_path / "m", quiet(resume=True)).epochs_done == 2
+    assert f"checkpoint {checkpoints / newest.stem} unusable" in capsys.readouterr().err
+
+
+def test_config_errors_name_the_key(prepared, tmp_path, capsys):
+    argv = ["train", "--config", "configs/tiny.yaml", "--data", str(prepared)]
+    code = main([*argv, "--out", str(tmp_path / "m"), "--set", "model.hiden_size=3"])
+    assert code == 1
+    assert "configs/tiny.yaml: model.hiden_size: Extra inputs are not permitted" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_run_killed_at_any_moment_resumes_and_finishes(prepared, tmp_path):
+    """SIGKILL the training process once it has written a few checkpoints, then --resume."""
+    out, work = tmp_path / "model", tmp_path / "model.work"
+    argv = [sys.executable, "-m", "chatbot.cli", "train", "--config", "configs/tiny.yaml"]
+    argv += ["--data", str(prepared), "--out", str(out), "--quiet"]
+    overrides = [*TINY, "training.epochs=30", "training.checkpoint_every_steps=1"]
+    argv += [arg for value in overrides for arg in ("--set", value)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list((work / "checkpoints").glob("ckpt-*.index"))) < 3:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoints written in time"
+        time.sleep(0.05)
+    time.sleep(0.3)  # land somewhere inside a step, or inside a checkpoint write
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    resumed = [*argv[:-2], "--set", "training.epochs=3", "--resume"]
+    finished = subprocess.run(resumed, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    bundle = Bundle.load(out)
+    assert bundle.history[-1]["epoch"] == 3
+    assert bundle.history[-1]["step"] == 3 * 6
+    assert json.loads((out / "card.json").read_text())["training"]["epochs_done"] == 3
