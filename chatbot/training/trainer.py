@@ -40,6 +40,7 @@ from chatbot.pipeline import (
 )
 from chatbot.prepare import PreparedData
 from chatbot.training.callbacks import Progress, StepCounter, Summaries, TimeBudget
+from chatbot.training.optimizer import FusedAdam
 from chatbot.training.schedules import learning_rate, teacher_forcing_probability
 
 Strategy = Literal["default", "mirrored", "multi_worker"]
@@ -196,7 +197,7 @@ class Trainer:
         with self.strategy.scope():
             model = Seq2Seq(self.config.model, self.data.tokenizer.vocab_size)
             model.build()
-            optimizer = keras.optimizers.Adam(
+            optimizer = FusedAdam(
                 learning_rate=learning_rate(training), global_clipnorm=training.clip_norm
             )
             if self._precision() == "mixed_float16":

@@ -13,6 +13,7 @@ from chatbot.errors import ConfigError
 from chatbot.model.cells import (
     CELL_TYPES,
     LSTMFamilyCell,
+    ProjectedRNN,
     ResetAfterGRUCell,
     VanillaRNNCell,
     make_cell,
@@ -213,17 +214,47 @@ def test_lstm_bias_starts_with_the_forget_gate_open(cell_type: str) -> None:
         np.testing.assert_array_equal(block, 1.0 if gate == "forget" else 0.0)
 
 
-def test_fast_path_uses_keras_fused_layers() -> None:
-    assert type(make_rnn("rnn", UNITS, activation="relu")) is keras.layers.SimpleRNN
-    assert make_rnn("rnn", UNITS, activation="relu").cell.activation is keras.activations.relu
-    gru = make_rnn("gru", UNITS)
+def test_fused_layers_are_keras_own() -> None:
+    assert type(make_rnn("rnn", UNITS, activation="relu", fused=True)) is keras.layers.SimpleRNN
+    relu = make_rnn("rnn", UNITS, activation="relu", fused=True)
+    assert relu.cell.activation is keras.activations.relu
+    gru = make_rnn("gru", UNITS, fused=True)
     assert type(gru) is keras.layers.GRU
     assert gru.cell.reset_after
-    assert type(make_rnn("lstm", UNITS)) is keras.layers.LSTM
+    assert type(make_rnn("lstm", UNITS, fused=True)) is keras.layers.LSTM
     for cell_type in ("lstm_peephole", "lstm_coupled"):
-        assert type(make_rnn(cell_type, UNITS).cell) is LSTMFamilyCell
+        assert type(make_rnn(cell_type, UNITS, fused=True).cell) is LSTMFamilyCell
     for cell_type in ("rnn", "gru", "lstm"):
-        assert isinstance(make_rnn(cell_type, UNITS, layer_norm=True).cell, CUSTOM_CLASSES)
+        assert isinstance(
+            make_rnn(cell_type, UNITS, layer_norm=True, fused=True).cell, CUSTOM_CLASSES
+        )
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_without_a_gpu_every_type_projects_its_inputs_up_front(cell_type: str) -> None:
+    layer = make_rnn(cell_type, UNITS)
+    assert type(layer) is ProjectedRNN
+    assert isinstance(layer.cell, CUSTOM_CLASSES)
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_projected_layer_equals_the_fused_keras_layer(cell_type: str, go_backwards: bool) -> None:
+    rng = np.random.default_rng(3)
+    x, mask = padded_batch(rng)
+    initial = random_states(cell_type, rng)
+    fused = make_rnn(cell_type, UNITS, fused=True, go_backwards=go_backwards)
+    projected = make_rnn(cell_type, UNITS, fused=False, go_backwards=go_backwards)
+    fused.build(x.shape)
+    projected.build(x.shape)
+    randomize(fused, rng)
+    kernel, recurrent_kernel, bias = fused.get_weights()
+    projected.set_weights([kernel, recurrent_kernel, *(bias if bias.ndim == 2 else [bias])])
+    want_outputs, *want_states = fused(x, mask=mask, initial_state=initial)
+    got_outputs, *got_states = projected(x, mask=mask, initial_state=initial)
+    np.testing.assert_allclose(got_outputs, want_outputs, atol=TOLERANCE, rtol=0)
+    for got, want in zip(got_states, want_states, strict=True):
+        np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
 @pytest.mark.parametrize(("cell_type", "norm"), VARIANTS)

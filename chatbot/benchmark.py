@@ -1,0 +1,71 @@
+"""Speed measurements on random weights and random data, for `bench/` and `chatbot bench`.
+
+Every figure is a median over repeated runs after warm-up steps (which include tracing and
+compilation), so one slow step on a shared machine does not move it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from chatbot.config import Config
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.tokenizer import BOS_ID, EOS_ID
+from chatbot.training.optimizer import FusedAdam
+
+
+def median_ms(run: Callable[[], Any], repeats: int, warmup: int) -> float:
+    """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def random_batch(
+    vocab_size: int, batch_size: int, source_len: int, target_len: int, seed: int = 0
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """A full batch of random ids in the pipeline's format (no padding)."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(EOS_ID + 2, vocab_size, (batch_size, source_len), dtype=np.int32)
+    target = rng.integers(EOS_ID + 2, vocab_size, (batch_size, target_len), dtype=np.int32)
+    decoder_input = np.concatenate([np.full((batch_size, 1), BOS_ID, np.int32), target[:, :-1]], 1)
+    inputs = {"source_ids": source, "decoder_input_ids": decoder_input}
+    return inputs, target, np.ones(target.shape, np.float32)
+
+
+def build_for_benchmark(config: Config, vocab_size: int | None = None) -> Seq2Seq:
+    """A compiled model with random weights at the config's dimensions."""
+    vocab = vocab_size or config.data.tokenizer.vocab_size
+    keras.utils.set_random_seed(config.training.seed)
+    model = Seq2Seq(config.model, vocab)
+    model.build()
+    training = config.training
+    optimizer = FusedAdam(training.learning_rate, global_clipnorm=training.clip_norm)
+    model.compile(optimizer=optimizer)
+    model.configure_training(training.scheduled_sampling, training.label_smoothing)
+    return model
+
+
+def training_speed(
+    config: Config, *, source_len: int = 10, target_len: int = 10, steps: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Median train step time and target tokens per second at the config's batch size."""
+    model = build_for_benchmark(config)
+    batch = random_batch(model.vocab_size, config.training.batch_size, source_len, target_len)
+    step_ms = median_ms(lambda: model.train_on_batch(*batch), steps, warmup)
+    tokens = config.training.batch_size * target_len
+    return {
+        "train_step_ms": round(step_ms, 2),
+        "train_tokens_per_s": round(tokens / step_ms * 1000, 1),
+    }
