@@ -52,7 +52,7 @@ class Bundle:
                 encoding="utf-8",
             )
             self.tokenizer.save(tmp / TOKENIZER)
-            self.model.save(tmp / MODEL)
+            _without_optimizer(self.model).save(tmp / MODEL)
             (tmp / HISTORY).write_text(json.dumps(self.history, indent=2) + "\n", "utf-8")
             (tmp / CARD).write_text(json.dumps(self.card, indent=2) + "\n", "utf-8")
         return path
@@ -77,6 +77,17 @@ class Bundle:
                 f"{path / TOKENIZER} ({tokenizer.vocab_size} pieces)"
             )
         return cls(config, tokenizer, model, _read_json(path / HISTORY), _read_json(path / CARD))
+
+
+def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
+    """The model alone: a compiled model would also save its optimizer's state (twice its own
+    size for Adam), which a bundle for chatting and serving has no use for."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    clean = Seq2Seq(model.model_config, model.vocab_size, name=model.name)
+    clean.build()
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def _load_model(path: Path) -> Seq2Seq:

@@ -4,7 +4,7 @@ The run keeps its state in a work directory beside the bundle (`MODEL_DIR.work/`
 otherwise): the config it runs, TensorFlow checkpoints (model, optimizer, step, position in the
 epoch, early-stopping state and history, all in one atomically committed checkpoint), the best
 checkpoint so far, and TensorBoard logs. `model.fit` drives each epoch (one call per epoch, so a
-resumed run can start mid-epoch); between epochs the trainer validates, keeps the best weights,
+resumed run can start mid-epoch; under `multi_worker` the trainer's own loop does); between epochs the trainer validates, keeps the best weights,
 lowers the learning rate on a plateau, and stops early. The bundle is written at the end from
 the best weights, atomically.
 """
@@ -17,6 +17,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -150,13 +151,15 @@ class Trainer:
                     f"these settings differ: {'; '.join(differences)}"
                 )
             return parse_config(Config, kept)
-        if (self.work_dir / "checkpoints").exists() and not self.options.force:
+        if self._checkpoint_dir().exists() and not self.options.force:
             raise ConfigError(
                 f"{self.work_dir} holds an earlier run: pass --resume to continue it or "
                 "--force to start over"
             )
-        if self.work_dir.exists() and self._is_chief:
+        if self._is_chief and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
+        elif not self._is_chief:  # only its own checkpoints: the work dir may be the chief's too
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self._is_chief:
             atomic_write_text(
@@ -166,10 +169,18 @@ class Trainer:
 
     @property
     def _is_chief(self) -> bool:
+        """The task that owns the shared files: the `chief` task, or worker 0 when there is none."""
         resolver = getattr(self.strategy, "cluster_resolver", None)
         if resolver is None or not resolver.task_type:
             return True
-        return resolver.task_type in ("chief", "worker") and resolver.task_id == 0
+        if resolver.task_type == "chief":
+            return True
+        has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+        return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+    @property
+    def _multi_worker(self) -> bool:
+        return self.options.strategy == "multi_worker"
 
     def _checkpoint_dir(self) -> Path:
         """Non-chief workers save to their own throwaway folder, as tf.distribute requires."""
@@ -205,8 +216,9 @@ class Trainer:
             model.compile(optimizer=optimizer)
             model.configure_training(training.scheduled_sampling, training.label_smoothing)
             optimizer.build(model.trainable_variables)
-            run = _Run(model, optimizer)
-        return model, run
+        # Outside the scope: plain host variables that every worker computes alike, and that
+        # MultiWorkerMirroredStrategy could not mirror (it broadcasts no strings).
+        return model, _Run(model, optimizer)
 
     # ---- data ---------------------------------------------------------------------------------
 
@@ -264,6 +276,8 @@ class Trainer:
             run.checkpoint, self._checkpoint_dir() / "best", max_to_keep=1
         )
         self._best_manager = best
+        self._train_step = self._replicated(model.train_step)
+        self._test_step = self._replicated(model.test_step)
         if self.options.resume:
             self._restore(run, manager)
         train_examples, valid_examples = self._encoded("train"), self._encoded("valid")
@@ -280,24 +294,17 @@ class Trainer:
             callbacks += [budget, progress] if self.options.verbose else [budget]
             epoch_started = time.monotonic()
             logs: dict[str, list[float]] = {}
+            expired = False
             if position < steps:  # a run killed during its epoch-end work has no batches left
-                logs = model.fit(
-                    dataset,
-                    epochs=epoch + 1,
-                    initial_epoch=epoch,
-                    steps_per_epoch=steps - position,
-                    callbacks=callbacks,
-                    shuffle=False,
-                    verbose=0,
-                ).history
+                logs, expired = self._fit(model, dataset, epoch, steps - position, callbacks)
             tokens_per_second = progress.tokens_per_second or tokens_per_second
             record = self._epoch_record(model, logs, epoch, time.monotonic() - epoch_started)
             record["train_tokens_per_s"] = round(progress.tokens_per_second, 1)
-            if budget.expired:
+            if expired:
                 record["partial"] = True
             record.update(self._validate(model, valid_examples))
             stop = self._end_epoch(model, run, record, summaries)
-            if budget.expired:
+            if expired:
                 manager.save()
                 stopped = "time_budget"
                 break
@@ -326,6 +333,65 @@ class Trainer:
             self.out_dir, overwrite=True
         )
         return report
+
+    def _fit(
+        self,
+        model: Seq2Seq,
+        dataset: Any,
+        epoch: int,
+        steps: int,
+        callbacks: list[keras.callbacks.Callback],
+    ) -> tuple[dict[str, list[float]], bool]:
+        """Train `steps` batches of `epoch`: (the history `fit` returns, whether a callback stopped
+        training). Keras 3's `fit` cannot drive several workers (it all-reduces the first batch
+        and reduces scalar logs along axis 0: keras-team/keras#20329, tensorflow#72388), so there
+        the trainer runs the model's `train_step` itself, and every worker stops together."""
+        if not self._multi_worker:
+            history = model.fit(
+                dataset,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=0,
+            ).history
+            return history, model.stop_training
+        hooks = keras.callbacks.CallbackList(callbacks, model=model)
+        model.reset_metrics()
+        model.stop_training = False
+        hooks.on_train_begin()
+        iterator = iter(dataset)
+        logs: dict[str, Any] = {}
+        for batch in range(steps):
+            hooks.on_train_batch_begin(batch)
+            logs = self._train_step(iterator)
+            hooks.on_train_batch_end(batch, logs)
+            model.stop_training = self._on_any_worker(model.stop_training)
+            if model.stop_training:
+                break
+        hooks.on_train_end(logs)
+        return {key: [float(value)] for key, value in logs.items()}, model.stop_training
+
+    def _replicated(self, step: Callable[[Any], dict[str, Any]]) -> Callable[[Any], Any]:
+        """A compiled step that runs `step` on every replica's next batch and averages its
+        scalar outputs over all replicas, so that every worker sees the same logs."""
+        strategy = self.strategy
+
+        @tf.function
+        def replicated(iterator: Any) -> dict[str, tf.Tensor]:
+            outputs = strategy.run(step, args=(next(iterator),))
+            return {
+                key: strategy.reduce("MEAN", value, axis=None) for key, value in outputs.items()
+            }
+
+        return replicated
+
+    def _on_any_worker(self, flag: bool) -> bool:
+        """Whether `flag` is set on any worker; a collective, so every worker must ask alike."""
+        if not self._multi_worker:
+            return flag
+        return bool(self.strategy.reduce("SUM", tf.constant(float(flag)), axis=None) > 0)
 
     def _restore(self, run: _Run, manager: tf.train.CheckpointManager) -> None:
         """Restore the newest checkpoint that loads; fall back to older ones if it is damaged."""
@@ -364,7 +430,13 @@ class Trainer:
         dataset, steps = self._distributed(examples, shuffle=False, seed=0)
         if not steps:
             return {}
-        results = model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+        if self._multi_worker:  # see `_fit`
+            model.reset_metrics()
+            iterator = iter(dataset)
+            for _ in range(steps):
+                results = self._test_step(iterator)
+        else:
+            results = model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
         return {"val_loss": float(results["loss"]), "val_perplexity": float(results["perplexity"])}
 
     def _end_epoch(

@@ -1,11 +1,14 @@
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -156,3 +159,16 @@ def test_a_run_killed_at_any_moment_resumes_and_finishes(prepared, tmp_path):
     assert bundle.history[-1]["epoch"] == 3
     assert bundle.history[-1]["step"] == 3 * 6
     assert json.loads((out / "card.json").read_text())["training"]["epochs_done"] == 3
+
+
+def test_the_bundle_holds_no_optimizer_state(prepared, tmp_path):
+    train(
+        load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"]),
+        prepared,
+        tmp_path / "m",
+        quiet(),
+    )
+    with zipfile.ZipFile(tmp_path / "m" / "model.keras") as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")))
+        assert "optimizer" not in weights
+    assert getattr(Bundle.load(tmp_path / "m").model, "optimizer", None) is None
