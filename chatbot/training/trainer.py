@@ -4,9 +4,9 @@ The run keeps its state in a work directory beside the bundle (`MODEL_DIR.work/`
 otherwise): the config it runs, TensorFlow checkpoints (model, optimizer, step, position in the
 epoch, early-stopping state and history, all in one atomically committed checkpoint), the best
 checkpoint so far, and TensorBoard logs. `model.fit` drives each epoch (one call per epoch, so a
-resumed run can start mid-epoch; under `multi_worker` the trainer's own loop does); between epochs the trainer validates, keeps the best weights,
-lowers the learning rate on a plateau, and stops early. The bundle is written at the end from
-the best weights, atomically.
+resumed run can start mid-epoch; under `multi_worker` the trainer's own loop does); between
+epochs the trainer validates, keeps the best weights, lowers the learning rate on a plateau, and
+stops early. The bundle is written at the end from the best weights, atomically.
 """
 
 from __future__ import annotations
@@ -477,7 +477,11 @@ class Trainer:
                 {"loss": record.get("val_loss"), "perplexity": record.get("val_perplexity")},
             )
         if self.options.verbose:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float))
+            shown = ", ".join(
+                f"{k} {v:,.0f}" if abs(v) >= 1000 else f"{k} {v:.4g}"
+                for k, v in record.items()
+                if isinstance(v, float)
+            )
             print(f"epoch {record['epoch']}: {shown}", file=sys.stderr)
         patience = training.early_stopping_patience
         return bool(patience) and int(run.bad_epochs.numpy()) >= patience
