@@ -1,0 +1,1 @@
+"""Evaluation of a trained chatbot: reply-quality metrics over a validation set."""
