@@ -163,12 +163,57 @@ class TrainingConfig(StrictModel):
     seed: int = 0
 
 
+class DecodingConfig(StrictModel):
+    """How replies are generated; a bundle's defaults, overridable per request.
+
+    - strategy: `greedy` (most likely token each step), `beam` (search over `beam_width`
+      hypotheses, ranked by log-probability / GNMT length penalty ((5 + length) / 6) ** alpha),
+      or `sample` (draw from the distribution after temperature, top-k and top-p filtering).
+    - n_best: how many candidates to return (at most beam_width for beam search; for sampling,
+      that many independent samples).
+    - min_length / max_length: reply tokens, end-of-sequence excluded; EOS is masked until
+      min_length.
+    - no_repeat_ngram: never repeat an n-gram within the reply (0 = off).
+    - block_context_ngram: never copy an n-gram of this size from the context (0 = off).
+    - repetition_penalty: > 1 discourages tokens already in the reply (Keskar et al. 2019).
+    - banned_phrases: texts the reply may never contain (matched on tokens).
+    - mmi_lambda: rerank the candidates by log p(reply|context) - lambda * log p(reply), the
+      anti-language-model form of maximum mutual information (Li et al. 2016); 0 = off.
+    - seed: makes sampling reproducible; None draws a fresh seed each time.
+    """
+
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_width: int = Field(default=4, ge=1, le=64)
+    n_best: int = Field(default=1, ge=1, le=64)
+    length_penalty: float = Field(default=0.6, ge=0.0, le=5.0)
+    min_length: int = Field(default=1, ge=0, le=512)
+    max_length: int = Field(default=32, ge=1, le=512)
+    temperature: float = Field(default=1.0, gt=0.0, le=100.0)
+    top_k: int = Field(default=0, ge=0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    no_repeat_ngram: int = Field(default=0, ge=0, le=16)
+    block_context_ngram: int = Field(default=0, ge=0, le=16)
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=10.0)
+    banned_phrases: tuple[str, ...] = ()
+    mmi_lambda: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DecodingConfig:
+        if self.min_length > self.max_length:
+            raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
+        if self.strategy == "beam" and self.n_best > self.beam_width:
+            raise ValueError(f"n_best {self.n_best} exceeds beam_width {self.beam_width}")
+        return self
+
+
 class Config(StrictModel):
     """The whole tree, as in a YAML file under configs/ and inside every bundle."""
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    decoding: DecodingConfig = DecodingConfig()
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

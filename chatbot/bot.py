@@ -1,0 +1,195 @@
+"""`Chatbot`: the one way from text to a reply, used by `chatbot chat`, `chatbot evaluate`,
+the HTTP server and the exporter alike.
+
+A reply's context is built exactly as in training: the newest `data.history` turns, each
+normalized with the bundle's normalizer, encoded, joined by the separator, ended by EOS and
+truncated from the left to `data.max_source_len`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chatbot.bundle import Bundle
+from chatbot.config import DecodingConfig, parse_config
+from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
+from chatbot.errors import DataError
+from chatbot.normalize import Normalizer
+from chatbot.tokenizer import EOS_ID, PAD_ID, join_context
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    score: float  # what candidates are ranked by (length-normalized, MMI-reranked when set)
+    log_prob: float  # log p(reply | context) under the model, EOS included
+    tokens: int  # reply tokens, EOS excluded
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    candidates: list[Candidate]
+    prompt_tokens: int
+    reply_tokens: int
+    seconds: float
+    attention: np.ndarray | None = field(default=None, repr=False)  # [reply, source] weights
+
+
+def _phrase_variants(phrase: str) -> set[str]:
+    """A banned phrase as written, lower-cased and capitalized (tokens are case-sensitive)."""
+    return {phrase, phrase.lower(), phrase[:1].upper() + phrase[1:]}
+
+
+class Chatbot:
+    def __init__(self, bundle: Bundle, *, jit_compile: bool = False) -> None:
+        self.bundle = bundle
+        self.config = bundle.config
+        self.tokenizer = bundle.tokenizer
+        self.normalizer = Normalizer(bundle.config.data.normalizer)
+        self.generator = Generator(bundle.model, jit_compile=jit_compile)
+
+    @classmethod
+    def load(cls, path: str | Path, *, jit_compile: bool = False) -> Chatbot:
+        return cls(Bundle.load(path), jit_compile=jit_compile)
+
+    def settings(self, **overrides: Any) -> DecodingConfig:
+        """The bundle's decoding defaults with `overrides` (None values ignored), validated;
+        a bad value raises `ConfigError` naming the field."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        merged = {**self.config.decoding.model_dump(), **given}
+        return parse_config(DecodingConfig, merged, where="decoding")
+
+    def context_ids(self, message: str, history: Sequence[str] | None = None) -> list[int]:
+        """The source ids for `message` after `history` (oldest turn first)."""
+        turns = [self.normalizer(turn) for turn in [*(history or ()), message]]
+        if not turns[-1]:
+            raise DataError("the message is empty (after normalization)")
+        turns = [turn for turn in turns if turn][-self.config.data.history :]
+        ids = join_context(self.tokenizer.encode(turns))
+        return ids[-self.config.data.max_source_len :]
+
+    def _plan(self, settings: DecodingConfig) -> tuple[SearchSpec, Any, int]:
+        strategy = settings.strategy
+        width = {"greedy": 1, "beam": settings.beam_width, "sample": settings.n_best}[strategy]
+        phrases = [
+            ids
+            for phrase in settings.banned_phrases
+            for variant in _phrase_variants(self.normalizer(phrase))
+            for ids in self.tokenizer.encode([variant])
+        ]
+        spec = SearchSpec(
+            strategy=strategy,
+            width=width,
+            no_repeat_ngram=settings.no_repeat_ngram,
+            block_context_ngram=settings.block_context_ngram,
+            banned=phrase_ids(phrases),
+            penalize_repeats=settings.repetition_penalty > 1.0,
+        )
+        seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "big")
+        knobs = make_knobs(
+            max_length=settings.max_length,
+            min_length=settings.min_length,
+            length_penalty=settings.length_penalty,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+            seed=[seed % 2**31, seed // 2**31 % 2**31],
+        )
+        return spec, knobs, min(settings.n_best, width)
+
+    def reply(self, message: str, history: Sequence[str] | None = None, **decoding: Any) -> Reply:
+        return self.reply_batch([message], [history], **decoding)[0]
+
+    def reply_batch(
+        self,
+        messages: Sequence[str],
+        histories: Sequence[Sequence[str] | None] | None = None,
+        *,
+        return_attention: bool = False,
+        **decoding: Any,
+    ) -> list[Reply]:
+        """Replies to several conversations at once, decoded as one batch."""
+        started = time.perf_counter()
+        settings = self.settings(**decoding)
+        histories = histories or [None] * len(messages)
+        sources = [self.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
+        source_ids = _pad(sources)
+        spec, knobs, n_best = self._plan(settings)
+        if return_attention:
+            spec = SearchSpec(**{**spec.__dict__, "return_attention": True})
+        decoded = self.generator.generate(source_ids, spec, knobs)
+        ranked = self._rerank(source_ids, decoded, settings.mmi_lambda)
+        seconds = (time.perf_counter() - started) / len(messages)
+        replies = []
+        for row, source in enumerate(sources):
+            candidates = [candidate for _, candidate in ranked[row][:n_best]]
+            best = ranked[row][0][0]
+            attention = None
+            if decoded.attention is not None:
+                length = int(decoded.lengths[row, best]) + 1
+                attention = decoded.attention[row, best, :length, : len(source)]
+            replies.append(
+                Reply(
+                    text=candidates[0].text,
+                    candidates=candidates,
+                    prompt_tokens=len(source),
+                    reply_tokens=candidates[0].tokens,
+                    seconds=seconds,
+                    attention=attention,
+                )
+            )
+        return replies
+
+    def _rerank(
+        self, source_ids: np.ndarray, decoded: Decoded, mmi_lambda: float
+    ) -> list[list[tuple[int, Candidate]]]:
+        """Per input, (hypothesis index, candidate) best first. With `mmi_lambda`, the score is
+        log p(reply | context) - lambda * log p(reply): the reply's likelihood under the
+        decoder given an empty context (an anti-language model, Li et al. 2016) penalizes
+        replies that are likely whatever was said."""
+        batch, width = decoded.log_probs.shape
+        scores = decoded.scores
+        if mmi_lambda:
+            flat = decoded.tokens.reshape(batch * width, -1)
+            empty = np.full((batch * width, 1), EOS_ID, np.int32)
+            prior = self.generator.score(empty, flat).reshape(batch, width)
+            scores = decoded.log_probs - mmi_lambda * prior
+        ranked = []
+        for row in range(batch):
+            order = np.argsort(-scores[row], kind="stable")
+            ranked.append(
+                [
+                    (
+                        int(i),
+                        Candidate(
+                            text=self.tokenizer.decode(_reply_ids(decoded.tokens[row, i])),
+                            score=float(scores[row, i]),
+                            log_prob=float(decoded.log_probs[row, i]),
+                            tokens=int(decoded.lengths[row, i]),
+                        ),
+                    )
+                    for i in order
+                    if decoded.log_probs[row, i] > -1e8
+                ]
+            )
+        return ranked
+
+
+def _reply_ids(tokens: np.ndarray) -> list[int]:
+    ids = tokens.tolist()
+    return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
+
+
+def _pad(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    width = max(len(row) for row in rows)
+    return np.array([[*row, *[PAD_ID] * (width - len(row))] for row in rows], np.int32)

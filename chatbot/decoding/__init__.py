@@ -1,0 +1,1 @@
+"""Reply generation: one compiled decoding loop, three ways of choosing the next token."""

@@ -1,0 +1,81 @@
+"""Rules on what the next token may be, applied to a step's log-probabilities as masks.
+
+Each function returns a bool [rows, vocab] tensor, True where a token is banned; the loop sets
+those log-probabilities to -inf. They run inside the compiled loop, vectorized over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from chatbot.tokenizer import BOS_ID, PAD_ID, SEP_ID, UNK_ID
+
+NEVER_GENERATED = (PAD_ID, UNK_ID, BOS_ID, SEP_ID)
+
+
+def token_mask(rows: tf.Tensor, ids: tf.Tensor, vocab_size: int) -> tf.Tensor:
+    """bool [R, V], True at (r, ids[r, j]) for every valid id (>= 0) in row r of `ids` [R, W]."""
+    count = tf.shape(ids)[1]
+    row_index = tf.repeat(tf.range(rows), count)
+    flat = tf.reshape(ids, [-1])
+    valid = flat >= 0
+    indices = tf.stack([row_index, tf.maximum(flat, 0)], axis=1)
+    updates = tf.cast(valid, tf.int32)
+    mask = tf.tensor_scatter_nd_max(tf.zeros([rows, vocab_size], tf.int32), indices, updates)
+    return mask > 0
+
+
+def suffix(tokens: tf.Tensor, length: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The last `size` tokens of each row's history `tokens` [R, L] before position `length`,
+    and whether the history is that long yet."""
+    positions = length - size + tf.range(size)
+    return tf.gather(tokens, tf.maximum(positions, 0), axis=1), tf.fill(
+        [tf.shape(tokens)[0]], length >= size
+    )
+
+
+def ngram_bans(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int, vocab_size: int):
+    """Ban every token that would complete an n-gram already present in `memory` [R, M]
+    (ids, -1 for positions that must not match) after the row's last n-1 tokens `tail`."""
+    rows = tf.shape(memory)[0]
+    width = tf.shape(memory)[1]
+    if n == 1:
+        return token_mask(rows, memory, vocab_size)
+    frames = tf.signal.frame(memory, n, 1, axis=1, pad_end=False)  # [R, W, n]
+    frames = tf.cond(
+        width >= n, lambda: frames, lambda: tf.fill([rows, 1, n], tf.constant(-1, memory.dtype))
+    )
+    prefix_matches = tf.reduce_all(frames[:, :, :-1] == tail[:, None, :], axis=-1)
+    matches = prefix_matches & (frames[:, :, -1] >= 0) & ready[:, None]
+    return token_mask(rows, tf.where(matches, frames[:, :, -1], -1), vocab_size)
+
+
+def phrase_bans(
+    tokens: tf.Tensor, length: tf.Tensor, phrases: Sequence[Sequence[int]], vocab_size: int
+) -> tf.Tensor:
+    """Ban the last token of a phrase when the history ends with the rest of it."""
+    rows = tf.shape(tokens)[0]
+    banned = tf.zeros([rows, vocab_size], tf.bool)
+    for phrase in phrases:
+        last = tf.one_hot(phrase[-1], vocab_size, on_value=True, off_value=False, dtype=tf.bool)
+        if len(phrase) == 1:
+            hit = tf.ones([rows], tf.bool)
+        else:
+            tail, ready = suffix(tokens, length, len(phrase) - 1)
+            hit = tf.reduce_all(tail == tf.constant(phrase[:-1], tokens.dtype), axis=1) & ready
+        banned |= hit[:, None] & last[None, :]
+    return banned
+
+
+def repetition_penalty(
+    logits: tf.Tensor, tokens: tf.Tensor, length: tf.Tensor, penalty: tf.Tensor
+) -> tf.Tensor:
+    """Keskar et al. (2019): divide positive logits (multiply negative ones) of tokens already
+    in the reply by `penalty`, making a repeat less likely whatever the logit's sign."""
+    vocab_size = tf.shape(logits)[1]
+    history = tf.where(tf.range(tf.shape(tokens)[1])[None, :] < length, tokens, -1)
+    seen = token_mask(tf.shape(logits)[0], history, vocab_size)
+    penalized = tf.where(logits > 0, logits / penalty, logits * penalty)
+    return tf.where(seen, penalized, logits)

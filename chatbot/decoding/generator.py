@@ -1,0 +1,70 @@
+"""A model's compiled decoding loops (one per `SearchSpec`) and its teacher-forced scorer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from chatbot.decoding.search import Decoded, Knobs, SearchSpec, decode
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.tokenizer import BOS_ID, PAD_ID
+
+_IDS = tf.TensorSpec([None, None], tf.int32)
+_KNOBS = Knobs(
+    max_length=tf.TensorSpec([], tf.int32),
+    min_length=tf.TensorSpec([], tf.int32),
+    length_penalty=tf.TensorSpec([], tf.float32),
+    temperature=tf.TensorSpec([], tf.float32),
+    top_k=tf.TensorSpec([], tf.int32),
+    top_p=tf.TensorSpec([], tf.float32),
+    repetition_penalty=tf.TensorSpec([], tf.float32),
+    seed=tf.TensorSpec([2], tf.int32),
+)
+
+
+def make_knobs(**values: Any) -> Knobs:
+    """Knobs as tensors of the compiled signature's dtypes."""
+    return Knobs(
+        **{name: tf.constant(values[name], spec.dtype) for name, spec in _KNOBS._asdict().items()}
+    )
+
+
+class Generator:
+    """Runs `decode` for numpy batches, compiling each search spec once (graph mode; with
+    `jit_compile`, XLA, which pays off for long-lived servers with few distinct shapes)."""
+
+    def __init__(self, model: Seq2Seq, *, jit_compile: bool = False) -> None:
+        self.model = model
+        self.jit_compile = jit_compile
+        self._loops: dict[SearchSpec, Any] = {}
+        self._scorer = tf.function(self._score, input_signature=[_IDS, _IDS], reduce_retracing=True)
+
+    def _loop(self, spec: SearchSpec) -> Any:
+        if spec not in self._loops:
+            self._loops[spec] = tf.function(
+                lambda source, knobs: decode(self.model, source, spec, knobs),
+                input_signature=[_IDS, _KNOBS],
+                jit_compile=self.jit_compile,
+            )
+        return self._loops[spec]
+
+    def generate(self, source_ids: np.ndarray, spec: SearchSpec, knobs: Knobs) -> Decoded:
+        decoded = self._loop(spec)(tf.constant(source_ids, tf.int32), knobs)
+        return Decoded(*(None if v is None else v.numpy() for v in decoded))
+
+    def _score(self, source_ids: tf.Tensor, target_ids: tf.Tensor) -> tf.Tensor:
+        decoder_input = tf.concat(
+            [tf.fill([tf.shape(target_ids)[0], 1], BOS_ID), target_ids[:, :-1]], axis=1
+        )
+        logits = self.model({"source_ids": source_ids, "decoder_input_ids": decoder_input})
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        picked = tf.gather(log_probs, target_ids, axis=2, batch_dims=2)
+        return tf.reduce_sum(tf.where(target_ids != PAD_ID, picked, 0.0), axis=1)
+
+    def score(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
+        """Teacher-forced log p(target | source) per row; targets end with EOS, PAD after."""
+        return self._scorer(
+            tf.constant(source_ids, tf.int32), tf.constant(target_ids, tf.int32)
+        ).numpy()

@@ -1,0 +1,273 @@
+"""The decoding loop: one `tf.while_loop` over the model's single-step function, for a batch.
+
+Like OpenNMT-tf's `dynamic_decode` and KerasHub's samplers, one loop owns the bookkeeping and
+a strategy only decides which tokens come next:
+- greedy: the most likely token (one hypothesis per input);
+- sample: a draw after temperature, top-k and top-p filtering (n independent hypotheses);
+- beam: the best `beam_width` continuations over all hypotheses of an input, ranked by
+  log-probability divided by the GNMT length penalty ((5 + length) / 6) ** alpha. Decoder states
+  are reordered by gathering the surviving hypotheses' rows; the token history is reordered the
+  same way (reply-level n-gram blocking needs each live hypothesis' own history every step, so
+  the loop keeps it whole rather than backtracking through parent pointers at the end).
+
+Every hypothesis ends with EOS within `max_length` reply tokens (EOS is forced at the last step
+and masked before `min_length`). A hypothesis' log-probability is the sum, over its tokens and
+its EOS, of the model's log-softmax before any control or sampling filter is applied, so it is
+exactly the teacher-forced log-likelihood of the reply when no repetition penalty is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from chatbot.decoding.constraints import (
+    NEVER_GENERATED,
+    ngram_bans,
+    phrase_bans,
+    repetition_penalty,
+    suffix,
+)
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID
+
+NEG_INF = -1e9
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What shapes the compiled loop; requests with equal specs can share one batch."""
+
+    strategy: str = "greedy"  # greedy | sample | beam
+    width: int = 1  # hypotheses per input: beam width, or number of samples
+    no_repeat_ngram: int = 0
+    block_context_ngram: int = 0
+    banned: tuple[tuple[int, ...], ...] = ()
+    penalize_repeats: bool = False
+    return_attention: bool = False
+
+
+class Knobs(NamedTuple):
+    """Per-call numbers, passed as tensors so changing them does not recompile the loop."""
+
+    max_length: Any
+    min_length: Any
+    length_penalty: Any
+    temperature: Any
+    top_k: Any
+    top_p: Any
+    repetition_penalty: Any
+    seed: Any  # int32 [2], for stateless sampling
+
+
+class Decoded(NamedTuple):
+    tokens: Any  # int32 [B, N, L]: reply ids, EOS, then PAD
+    log_probs: Any  # float32 [B, N]
+    scores: Any  # float32 [B, N]: log_probs / length penalty (= log_probs unless beam)
+    lengths: Any  # int32 [B, N]: reply tokens, EOS excluded
+    attention: Any  # float32 [B, N, L, S] when spec.return_attention, else None
+
+
+def gnmt_penalty(length: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha."""
+    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+def filter_for_sampling(log_probs: tf.Tensor, knobs: Knobs) -> tf.Tensor:
+    """Temperature, then keep the top-k tokens (k = 0: all) and the smallest set whose
+    probability reaches top_p (nucleus sampling, Holtzman et al. 2020)."""
+    logits = log_probs / knobs.temperature
+    vocab_size = tf.shape(logits)[-1]
+    k = tf.where(knobs.top_k > 0, tf.minimum(knobs.top_k, vocab_size), vocab_size)
+    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+    kth = tf.gather(ordered, k - 1, axis=-1)[:, None]
+    probs = tf.nn.softmax(ordered, axis=-1)
+    mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
+    kept = tf.reduce_sum(tf.cast(mass_before < knobs.top_p, tf.int32), axis=-1, keepdims=True)
+    nucleus_floor = tf.gather(ordered, kept - 1, axis=-1, batch_dims=1)
+    floor = tf.maximum(kth, nucleus_floor)
+    return tf.where(logits >= floor, logits, NEG_INF)
+
+
+class _Loop(NamedTuple):
+    step: Any
+    token: Any  # [R] last chosen token
+    states: Any
+    attentional: Any
+    tokens: Any  # [R, L] history
+    log_probs: Any  # [R]
+    finished: Any  # [R]
+    lengths: Any  # [R] reply tokens so far (EOS excluded)
+    attention: Any  # [R, L, S] or a placeholder
+
+
+def _repeat(value: Any, times: int) -> Any:
+    return tf.nest.map_structure(lambda v: tf.repeat(v, times, axis=0), value)
+
+
+def decode(model: Seq2Seq, source_ids: tf.Tensor, spec: SearchSpec, knobs: Knobs) -> Decoded:
+    """Decode a batch of sources [B, S]; build the graph inside a `tf.function`."""
+    batch = tf.shape(source_ids)[0]
+    width = spec.width
+    rows = batch * width
+    vocab_size = model.vocab_size
+    length = knobs.max_length + 1  # reply tokens plus EOS
+    encoded = model.encode(source_ids)
+    encoded = encoded._replace(
+        memory=_repeat(encoded.memory, width),
+        memory_mask=_repeat(encoded.memory_mask, width),
+        keys=_repeat(encoded.keys, width) if encoded.keys is not None else None,
+        states=_repeat(encoded.states, width),
+    )
+    context = tf.repeat(source_ids, width, axis=0)
+    context = tf.where(context > SEP_ID, context, -1)  # ids 0..SEP_ID are special
+    never = tf.scatter_nd(
+        [[i] for i in NEVER_GENERATED], tf.ones([len(NEVER_GENERATED)], tf.bool), [vocab_size]
+    )
+    pad_only = tf.one_hot(PAD_ID, vocab_size, on_value=0.0, off_value=NEG_INF)
+    eos = tf.one_hot(EOS_ID, vocab_size, on_value=True, off_value=False, dtype=tf.bool)
+    eos_only = tf.one_hot(EOS_ID, vocab_size, on_value=0.0, off_value=NEG_INF)
+    source_len = tf.shape(source_ids)[1]
+    if spec.strategy == "beam":  # all beams start equal: keep only the first at step one
+        start = tf.tile(tf.concat([[0.0], tf.fill([width - 1], NEG_INF)], 0), [batch])
+    else:
+        start = tf.zeros([rows])
+
+    def body(loop: _Loop) -> tuple[_Loop]:
+        t = loop.step
+        step = model.decode_step(loop.token, encoded._replace(states=loop.states), loop.attentional)
+        logits = tf.cast(step.logits, tf.float32)
+        if spec.penalize_repeats:
+            logits = repetition_penalty(logits, loop.tokens, t, knobs.repetition_penalty)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        banned = tf.broadcast_to(never, tf.shape(log_probs))
+        banned |= (t < knobs.min_length) & eos[None, :]
+        banned |= (t >= knobs.max_length) & ~eos[None, :]
+        if spec.no_repeat_ngram:
+            n = spec.no_repeat_ngram
+            history = tf.where(tf.range(length)[None, :] < t, loop.tokens, -1)
+            tail, ready = suffix(loop.tokens, t, n - 1)
+            banned |= ngram_bans(history, tail, ready, n, vocab_size)
+        if spec.block_context_ngram:
+            n = spec.block_context_ngram
+            tail, ready = suffix(loop.tokens, t, n - 1)
+            banned |= ngram_bans(context, tail, ready, n, vocab_size)
+        if spec.banned:
+            banned |= phrase_bans(loop.tokens, t, spec.banned, vocab_size)
+        allowed = tf.where(banned, NEG_INF, log_probs)
+        # When the rules leave nothing, end the reply rather than emit a banned token.
+        stuck = tf.reduce_max(allowed, axis=-1, keepdims=True) <= NEG_INF / 2
+        allowed = tf.where(stuck, eos_only[None, :] + log_probs * tf.cast(eos, tf.float32), allowed)
+        allowed = tf.where(loop.finished[:, None], pad_only[None, :], allowed)
+        token_log_probs = tf.where(loop.finished[:, None], pad_only[None, :], log_probs)
+
+        if spec.strategy == "beam":
+            total = loop.log_probs[:, None] + allowed
+            grown = loop.lengths + tf.cast(~loop.finished, tf.int32)
+            ranking = total / gnmt_penalty(grown + 1, knobs.length_penalty)[:, None]
+            ranking = tf.reshape(ranking, [batch, width * vocab_size])
+            _, best = tf.math.top_k(ranking, k=width)
+            parent = tf.reshape(best // vocab_size + tf.range(batch)[:, None] * width, [-1])
+            token = tf.reshape(best % vocab_size, [-1])
+            gathered = tf.gather(tf.reshape(total, [-1]), parent * vocab_size + token)
+            loop = loop._replace(
+                states=tf.nest.map_structure(lambda s: tf.gather(s, parent), step.states),
+                attentional=tf.gather(step.attentional, parent),
+                tokens=tf.gather(loop.tokens, parent),
+                finished=tf.gather(loop.finished, parent),
+                lengths=tf.gather(loop.lengths, parent),
+                attention=tf.gather(loop.attention, parent),
+            )
+            new_log_probs = gathered
+            weights = tf.gather(step.weights, parent) if spec.return_attention else None
+        else:
+            if spec.strategy == "sample":
+                seed = tf.stack([knobs.seed[0], knobs.seed[1] + t])
+                draw = tf.random.stateless_categorical(
+                    filter_for_sampling(allowed, knobs), 1, seed, dtype=tf.int32
+                )[:, 0]
+                token = tf.where(loop.finished, PAD_ID, draw)
+            else:
+                token = tf.argmax(allowed, axis=-1, output_type=tf.int32)
+            chosen = tf.gather(token_log_probs, token, axis=1, batch_dims=1)
+            new_log_probs = loop.log_probs + chosen
+            loop = loop._replace(states=step.states, attentional=step.attentional)
+            weights = step.weights if spec.return_attention else None
+
+        was_finished = loop.finished
+        finished = was_finished | tf.equal(token, EOS_ID) | (new_log_probs <= NEG_INF / 2)
+        tokens = tf.tensor_scatter_nd_update(
+            loop.tokens,
+            tf.stack([tf.range(rows), tf.fill([rows], t)], axis=1),
+            tf.where(was_finished, PAD_ID, token),
+        )
+        attention = loop.attention
+        if spec.return_attention:
+            update = tf.where(was_finished[:, None], 0.0, tf.cast(weights, tf.float32))
+            attention = tf.tensor_scatter_nd_update(
+                attention, tf.stack([tf.range(rows), tf.fill([rows], t)], axis=1), update
+            )
+        lengths = loop.lengths + tf.cast(~was_finished & tf.not_equal(token, EOS_ID), tf.int32)
+        return (
+            loop._replace(
+                step=t + 1,
+                token=tf.where(was_finished, PAD_ID, token),
+                tokens=tokens,
+                log_probs=new_log_probs,
+                finished=finished,
+                lengths=lengths,
+                attention=attention,
+            ),
+        )
+
+    attention_shape = [rows, length, source_len] if spec.return_attention else [rows, 1, 1]
+    initial = _Loop(
+        step=tf.constant(0),
+        token=tf.fill([rows], BOS_ID),
+        states=encoded.states,
+        attentional=model.initial_attentional(context),
+        tokens=tf.zeros([rows, length], tf.int32),
+        log_probs=start,
+        finished=tf.zeros([rows], tf.bool),
+        lengths=tf.zeros([rows], tf.int32),
+        attention=tf.zeros(attention_shape),
+    )
+    (final,) = tf.while_loop(
+        lambda loop: (loop.step < length) & ~tf.reduce_all(loop.finished),
+        body,
+        (initial,),
+        maximum_iterations=length,
+    )
+    return _ranked(final, batch, width, spec, knobs)
+
+
+def _ranked(final: _Loop, batch: tf.Tensor, width: int, spec: SearchSpec, knobs: Knobs):
+    """Hypotheses per input, best first: by length-normalized score for beam search, by
+    log-probability otherwise."""
+    log_probs = tf.reshape(final.log_probs, [batch, width])
+    lengths = tf.reshape(final.lengths, [batch, width])
+    if spec.strategy == "beam":
+        scores = log_probs / gnmt_penalty(lengths + 1, knobs.length_penalty)
+    else:
+        scores = log_probs
+    _, order = tf.math.top_k(scores, k=width)
+
+    def arrange(value: tf.Tensor) -> tf.Tensor:
+        shaped = tf.reshape(value, tf.concat([[batch, width], tf.shape(value)[1:]], 0))
+        return tf.gather(shaped, order, axis=1, batch_dims=1)
+
+    return Decoded(
+        tokens=arrange(final.tokens),
+        log_probs=tf.gather(log_probs, order, axis=1, batch_dims=1),
+        scores=tf.gather(scores, order, axis=1, batch_dims=1),
+        lengths=tf.gather(lengths, order, axis=1, batch_dims=1),
+        attention=arrange(final.attention) if spec.return_attention else None,
+    )
+
+
+def phrase_ids(phrases: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """Deduplicated, non-empty phrase id tuples, in a stable order (part of the compile key)."""
+    return tuple(sorted({tuple(p) for p in phrases if p}))

@@ -1,0 +1,227 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatbot.config import ModelConfig
+from chatbot.decoding.constraints import repetition_penalty
+from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.search import SearchSpec
+from chatbot.model.seq2seq import Seq2Seq
+from chatbot.tokenizer import EOS_ID, PAD_ID
+
+REAL = [5, 6, 7, 8]  # four real tokens: with EOS, a vocabulary of five to generate from
+VOCAB = 9
+SOURCE = np.array([[5, 6, 7, EOS_ID], [8, 6, EOS_ID, PAD_ID]], np.int32)
+MODELS = {}
+
+
+def tiny_generator(seed: int, **changes) -> Generator:
+    key = (seed, tuple(sorted(changes.items())))
+    if key not in MODELS:
+        keras.utils.set_random_seed(seed)
+        config = ModelConfig(embedding_dim=6, hidden_size=8, attention_units=4, **changes)
+        model = Seq2Seq(config, VOCAB)
+        model.build()
+        for weight in model.trainable_weights:  # sharper distributions than the initializers'
+            weight.assign(weight.numpy() * 3)
+        MODELS[key] = Generator(model)
+    return MODELS[key]
+
+
+def knobs(**changes):
+    values = dict(
+        max_length=3,
+        min_length=1,
+        length_penalty=0.0,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        repetition_penalty=1.0,
+        seed=[1, 2],
+    )
+    return make_knobs(**{**values, **changes})
+
+
+def replies(decoded, row, k=None):
+    out = []
+    for tokens in decoded.tokens[row][:k]:
+        ids = tokens.tolist()
+        out.append(tuple(ids[: ids.index(EOS_ID)]))
+    return out
+
+
+def brute_force(generator, source_row, max_length, min_length):
+    """Every reply of min..max tokens from REAL, with its teacher-forced log-probability."""
+    candidates = [
+        seq for n in range(min_length, max_length + 1) for seq in itertools.product(REAL, repeat=n)
+    ]
+    targets = np.zeros((len(candidates), max_length + 1), np.int32)
+    for i, seq in enumerate(candidates):
+        targets[i, : len(seq) + 1] = [*seq, EOS_ID]
+    sources = np.repeat(source_row[None], len(candidates), axis=0)
+    return dict(zip(candidates, generator.score(sources, targets), strict=True))
+
+
+def test_beam_width_one_is_greedy_token_for_token():
+    generator = tiny_generator(0)
+    greedy = generator.generate(SOURCE, SearchSpec("greedy"), knobs(max_length=8))
+    beam = generator.generate(SOURCE, SearchSpec("beam", 1), knobs(max_length=8))
+    np.testing.assert_array_equal(greedy.tokens, beam.tokens)
+
+
+@pytest.mark.parametrize(
+    "spec", [SearchSpec("greedy"), SearchSpec("beam", 4), SearchSpec("sample", 3)], ids=str
+)
+def test_reported_log_prob_is_the_teacher_forced_log_likelihood(spec):
+    generator = tiny_generator(1, attention="bahdanau")
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=6))
+    flat = decoded.tokens.reshape(-1, decoded.tokens.shape[-1])
+    sources = np.repeat(SOURCE, spec.width, axis=0)
+    teacher_forced = generator.score(sources, flat).reshape(decoded.log_probs.shape)
+    np.testing.assert_allclose(decoded.log_probs, teacher_forced, atol=1e-4)
+
+
+@pytest.mark.parametrize("min_length", [0, 1, 2])
+def test_a_beam_that_never_prunes_finds_the_brute_force_best(min_length):
+    generator = tiny_generator(2)
+    decoded = generator.generate(
+        SOURCE, SearchSpec("beam", 100), knobs(max_length=3, min_length=min_length)
+    )
+    for row in range(len(SOURCE)):
+        exhaustive = brute_force(generator, SOURCE[row], 3, min_length)
+        best = sorted(exhaustive, key=exhaustive.get, reverse=True)[:10]
+        assert replies(decoded, row, 10) == best
+        np.testing.assert_allclose(
+            decoded.log_probs[row, :10], [exhaustive[b] for b in best], atol=1e-4
+        )
+
+
+def test_length_penalty_favours_longer_replies():
+    generator = tiny_generator(2)
+    plain = generator.generate(SOURCE, SearchSpec("beam", 100), knobs(length_penalty=0.0))
+    normalized = generator.generate(SOURCE, SearchSpec("beam", 100), knobs(length_penalty=2.0))
+    assert normalized.lengths[:, 0].mean() >= plain.lengths[:, 0].mean()
+    expected = normalized.log_probs / ((5.0 + normalized.lengths + 1) / 6.0) ** 2.0
+    np.testing.assert_allclose(normalized.scores, expected, rtol=1e-5)
+    assert (np.diff(normalized.scores, axis=1) <= 1e-6).all()  # best first
+
+
+def test_min_length_is_honoured_and_eos_ends_every_hypothesis():
+    generator = tiny_generator(3)
+    for spec in (SearchSpec("greedy"), SearchSpec("beam", 5), SearchSpec("sample", 4)):
+        decoded = generator.generate(SOURCE, spec, knobs(max_length=7, min_length=4))
+        assert (decoded.lengths >= 4).all()
+        for tokens, length in zip(
+            decoded.tokens.reshape(-1, 8), decoded.lengths.reshape(-1), strict=True
+        ):
+            assert tokens[length] == EOS_ID
+            assert (tokens[length + 1 :] == PAD_ID).all()
+            assert EOS_ID not in tokens[:length] and PAD_ID not in tokens[:length]
+
+
+def test_same_seed_same_sample_other_seed_other_sample():
+    generator = tiny_generator(4)
+    spec = SearchSpec("sample", 4)
+    first = generator.generate(SOURCE, spec, knobs(max_length=8, seed=[7, 7]))
+    again = generator.generate(SOURCE, spec, knobs(max_length=8, seed=[7, 7]))
+    other = generator.generate(SOURCE, spec, knobs(max_length=8, seed=[8, 9]))
+    np.testing.assert_array_equal(first.tokens, again.tokens)
+    assert not np.array_equal(first.tokens, other.tokens)
+
+
+def test_top_k_one_sampling_is_greedy():
+    generator = tiny_generator(4)
+    greedy = generator.generate(SOURCE, SearchSpec("greedy"), knobs(max_length=8))
+    sampled = generator.generate(SOURCE, SearchSpec("sample", 1), knobs(max_length=8, top_k=1))
+    np.testing.assert_array_equal(greedy.tokens, sampled.tokens)
+
+
+def test_attention_weights_come_back_for_each_reply_step():
+    generator = tiny_generator(5)
+    decoded = generator.generate(
+        SOURCE, SearchSpec("beam", 3, return_attention=True), knobs(max_length=5)
+    )
+    assert decoded.attention.shape == (2, 3, 6, 4)
+    step_sums = decoded.attention.sum(-1)
+    for row in range(2):
+        for hyp in range(3):
+            live = decoded.lengths[row, hyp] + 1
+            np.testing.assert_allclose(step_sums[row, hyp, :live], 1.0, atol=1e-5)
+            assert (decoded.attention[row, hyp, live:] == 0).all()
+    assert (decoded.attention[1, :, :, 3] == 0).all()  # padding gets no attention
+
+
+def _ngrams(seq, n):
+    return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 1),
+    n=st.integers(1, 3),
+    strategy=st.sampled_from(["greedy", "beam", "sample"]),
+)
+def test_no_repeat_ngram_never_emits_a_repeated_ngram(seed, n, strategy):
+    generator = tiny_generator(seed)
+    spec = SearchSpec(strategy, 1 if strategy == "greedy" else 3, no_repeat_ngram=n)
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=10, min_length=0))
+    for row in range(2):
+        for reply in replies(decoded, row):
+            grams = _ngrams(reply, n)
+            assert len(grams) == len(set(grams)), reply
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 1), n=st.integers(1, 2))
+def test_context_ngrams_are_never_copied(seed, n):
+    generator = tiny_generator(seed)
+    spec = SearchSpec("beam", 3, block_context_ngram=n)
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=8, min_length=0))
+    for row in range(2):
+        context = [t for t in SOURCE[row].tolist() if t in REAL]
+        for reply in replies(decoded, row):
+            assert not set(_ngrams(reply, n)) & set(_ngrams(context, n))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 1), strategy=st.sampled_from(["greedy", "beam", "sample"]))
+def test_banned_phrases_never_appear_and_beam_one_stays_greedy(seed, strategy):
+    generator = tiny_generator(seed)
+    banned = ((6,), (7, 8), (5, 5, 5))
+    spec = SearchSpec(strategy, 1 if strategy == "greedy" else 2, banned=banned)
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=10))
+    for row in range(2):
+        for reply in replies(decoded, row):
+            for phrase in banned:
+                assert phrase not in _ngrams(reply, len(phrase))
+    greedy = generator.generate(SOURCE, SearchSpec("greedy", banned=banned), knobs(max_length=10))
+    beam = generator.generate(SOURCE, SearchSpec("beam", 1, banned=banned), knobs(max_length=10))
+    np.testing.assert_array_equal(greedy.tokens, beam.tokens)
+
+
+def test_repetition_penalty_follows_keskar_et_al():
+    logits = tf.constant([[2.0, -1.0, 0.5, 3.0, -2.0]])
+    tokens = tf.constant([[0, 3, 4, 2]])  # only the first two are history yet
+    got = repetition_penalty(logits, tokens, tf.constant(2), tf.constant(4.0)).numpy()
+    np.testing.assert_allclose(got, [[2.0 / 4, -1.0, 0.5, 3.0 / 4, -2.0]])
+    negative = repetition_penalty(logits, tf.constant([[1, 4]]), tf.constant(2), tf.constant(4.0))
+    np.testing.assert_allclose(negative.numpy(), [[2.0, -4.0, 0.5, 3.0, -8.0]])
+
+
+def test_repetition_penalty_lowers_a_repeated_tokens_probability():
+    generator = tiny_generator(6)
+    spec = SearchSpec("greedy", penalize_repeats=True)
+    plain = generator.generate(SOURCE, SearchSpec("greedy"), knobs(max_length=12, min_length=12))
+    penalized = generator.generate(
+        SOURCE, spec, knobs(max_length=12, min_length=12, repetition_penalty=5.0)
+    )
+
+    def distinct(decoded):
+        return sum(len(set(r)) for row in range(2) for r in replies(decoded, row))
+
+    assert distinct(penalized) >= distinct(plain)
