@@ -389,8 +389,6 @@ class Trainer:
 
     def _on_any_worker(self, flag: bool) -> bool:
         """Whether `flag` is set on any worker; a collective, so every worker must ask alike."""
-        if not self._multi_worker:
-            return flag
         return bool(self.strategy.reduce("SUM", tf.constant(float(flag)), axis=None) > 0)
 
     def _restore(self, run: _Run, manager: tf.train.CheckpointManager) -> None:
