@@ -15,6 +15,8 @@ import keras
 import numpy as np
 
 from chatbot.config import Config
+from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.search import SearchSpec
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.optimizer import FusedAdam
@@ -68,4 +70,35 @@ def training_speed(
     return {
         "train_step_ms": round(step_ms, 2),
         "train_tokens_per_s": round(tokens / step_ms * 1000, 1),
+    }
+
+
+def decoding_speed(
+    config: Config, *, source_len: int = 10, steps: int = 10, repeats: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
+    sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1."""
+    model = build_for_benchmark(config)
+    generator = Generator(model)
+    knobs = make_knobs(
+        max_length=steps - 1,
+        min_length=steps - 1,
+        length_penalty=0.6,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        repetition_penalty=1.0,
+        seed=[0, 0],
+    )
+    source = random_batch(model.vocab_size, 32, source_len, 2)[0]["source_ids"]
+    cases = {
+        "greedy_ms_b1": (SearchSpec("greedy"), source[:1]),
+        "greedy_ms_b32": (SearchSpec("greedy"), source),
+        "beam5_ms_b1": (SearchSpec("beam", 5), source[:1]),
+    }
+    return {
+        name: round(
+            median_ms(lambda s=spec, x=ids: generator.generate(x, s, knobs), repeats, warmup), 2
+        )
+        for name, (spec, ids) in cases.items()
     }

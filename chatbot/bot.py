@@ -23,7 +23,7 @@ from chatbot.decoding.generator import Generator, make_knobs
 from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
 from chatbot.errors import DataError
 from chatbot.normalize import Normalizer
-from chatbot.tokenizer import EOS_ID, PAD_ID, join_context
+from chatbot.tokenizer import EOS_ID, join_context, pad_ids
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Candidate:
     score: float  # what candidates are ranked by (length-normalized, MMI-reranked when set)
     log_prob: float  # log p(reply | context) under the model, EOS included
     tokens: int  # reply tokens, EOS excluded
+    ids: tuple[int, ...] = ()  # the reply's token ids, EOS excluded
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Chatbot:
         settings = self.settings(**decoding)
         histories = histories or [None] * len(messages)
         sources = [self.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
-        source_ids = _pad(sources)
+        source_ids = pad_ids(sources)
         spec, knobs, n_best = self._plan(settings)
         if return_attention:
             spec = SearchSpec(**{**spec.__dict__, "return_attention": True})
@@ -150,6 +151,17 @@ class Chatbot:
             )
         return replies
 
+    def _candidate(self, decoded: Decoded, row: int, index: int, score: float) -> Candidate:
+        length = int(decoded.lengths[row, index])
+        ids = tuple(int(i) for i in decoded.tokens[row, index, :length])
+        return Candidate(
+            text=" ".join(self.tokenizer.decode(ids).split()),
+            score=score,
+            log_prob=float(decoded.log_probs[row, index]),
+            tokens=length,
+            ids=ids,
+        )
+
     def _rerank(
         self, source_ids: np.ndarray, decoded: Decoded, mmi_lambda: float
     ) -> list[list[tuple[int, Candidate]]]:
@@ -169,27 +181,9 @@ class Chatbot:
             order = np.argsort(-scores[row], kind="stable")
             ranked.append(
                 [
-                    (
-                        int(i),
-                        Candidate(
-                            text=self.tokenizer.decode(_reply_ids(decoded.tokens[row, i])),
-                            score=float(scores[row, i]),
-                            log_prob=float(decoded.log_probs[row, i]),
-                            tokens=int(decoded.lengths[row, i]),
-                        ),
-                    )
+                    (int(i), self._candidate(decoded, row, int(i), float(scores[row, i])))
                     for i in order
                     if decoded.log_probs[row, i] > -1e8
                 ]
             )
         return ranked
-
-
-def _reply_ids(tokens: np.ndarray) -> list[int]:
-    ids = tokens.tolist()
-    return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
-
-
-def _pad(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    width = max(len(row) for row in rows)
-    return np.array([[*row, *[PAD_ID] * (width - len(row))] for row in rows], np.int32)

@@ -4,6 +4,7 @@ one function, print what it produced; library errors become one clear line and e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -134,6 +135,82 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+DECODING_FLAGS = {
+    "strategy": dict(choices=("greedy", "beam", "sample"), help="how replies are chosen"),
+    "beam_width": dict(type=int, metavar="N", help="hypotheses kept by beam search"),
+    "n_best": dict(type=int, metavar="N", help="candidates returned (beam) or drawn (sample)"),
+    "length_penalty": dict(type=float, metavar="A", help="GNMT length penalty alpha (beam)"),
+    "max_length": dict(type=int, metavar="N", help="longest reply in tokens"),
+    "min_length": dict(type=int, metavar="N", help="shortest reply in tokens"),
+    "temperature": dict(type=float, metavar="T", help="sampling temperature"),
+    "top_k": dict(type=int, metavar="K", help="sample from the K likeliest tokens (0: all)"),
+    "top_p": dict(type=float, metavar="P", help="sample from the smallest set of mass P"),
+    "no_repeat_ngram": dict(type=int, metavar="N", help="never repeat an N-gram in a reply"),
+    "block_context_ngram": dict(type=int, metavar="N", help="never copy an N-gram of context"),
+    "repetition_penalty": dict(type=float, metavar="R", help="> 1 discourages repeated tokens"),
+    "banned_phrases": dict(nargs="+", metavar="TEXT", help="phrases a reply may never contain"),
+    "mmi_lambda": dict(type=float, metavar="L", help="MMI reranking weight (anti-LM)"),
+    "seed": dict(type=int, metavar="S", help="seed for reproducible sampling"),
+}
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (defaults from the bundle's config)")
+    for name, options in DECODING_FLAGS.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, **options)
+
+
+def _decoding(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in DECODING_FLAGS}
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from chatbot.bot import Chatbot
+    from chatbot.repl import ChatSession, run
+
+    session = ChatSession(Chatbot.load(args.model), **_decoding(args))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting with {args.model}. Type a message; /help lists commands, /quit leaves.")
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the chat like end of input
+        run(session, sys.stdin, sys.stdout, prompt="you> " if interactive else "")
+    if interactive:
+        print()
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from chatbot.bot import Chatbot
+    from chatbot.evaluation.evaluate import evaluate, format_report, load_examples
+
+    bot = Chatbot.load(args.model)
+    examples = load_examples(args.data, args.split)
+    results = evaluate(
+        bot, examples, batch_size=args.batch_size, limit=args.limit, **_decoding(args)
+    )
+    if args.attention_plot:
+        from chatbot.evaluation.plots import plot_attention
+
+        results["attention_plot"] = str(
+            plot_attention(bot, examples[0], args.attention_plot, **_decoding(args))
+        )
+    print(json.dumps(results, indent=2) if args.json else format_report(results))
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from chatbot.benchmark import decoding_speed, training_speed
+    from chatbot.config import load_config
+
+    config = load_config(args.config, args.set or ())
+    results = {"config": args.config, **decoding_speed(config), **training_speed(config)}
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print("\n".join(f"{key:>20}: {value}" for key, value in results.items()))
+    return 0
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     from chatbot.batch_report import describe_batches
 
@@ -212,6 +289,50 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--work-dir", metavar="DIR", help="where the run keeps its state")
     trn.add_argument("--quiet", action="store_true", help="no progress output")
     trn.set_defaults(handler=run_train)
+
+    chat = commands.add_parser(
+        "chat",
+        help="talk to a trained model in the terminal",
+        description="An interactive chat with a bundle; reads one message a line (a pipe "
+        "works too) and prints each reply. /help lists the commands.",
+    )
+    chat.add_argument("--model", required=True, metavar="DIR", help="a model bundle")
+    _add_decoding_flags(chat)
+    chat.set_defaults(handler=run_chat)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="perplexity and reply quality on held-out conversations",
+        description="Teacher-forced perplexity of the references, then replies generated with "
+        "the decoding settings, scored with sacreBLEU, distinct-1/2, mean length, the share "
+        "of generic replies and of replies repeating a 3-gram.",
+    )
+    ev.add_argument("--model", required=True, metavar="DIR", help="a model bundle")
+    ev.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE_OR_DIR",
+        help="a `chatbot prepare` output or an examples .jsonl file",
+    )
+    ev.add_argument("--split", choices=("train", "valid"), default="valid")
+    ev.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
+    ev.add_argument("--batch-size", type=int, default=64, metavar="N")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument("--attention-plot", metavar="OUT.png", help="heatmap of the first example")
+    _add_decoding_flags(ev)
+    ev.set_defaults(handler=run_evaluate)
+
+    bench = commands.add_parser(
+        "bench",
+        help="decoding and training speed at a config's dimensions",
+        description="Random weights, random inputs: medians after warm-up of greedy decoding "
+        "(batch 1 and 32) and beam search (width 5, batch 1), 10 decoder steps from a "
+        "10-token source, and of a training step at the config's batch size.",
+    )
+    bench.add_argument("--config", default="configs/reference.yaml", metavar="FILE")
+    bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
+    bench.add_argument("--json", action="store_true", help="one JSON object")
+    bench.set_defaults(handler=run_bench)
 
     insp = commands.add_parser(
         "inspect",

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from chatbot.atomic import atomic_write_bytes
@@ -143,3 +144,9 @@ def join_context(turn_ids: Sequence[Sequence[int]]) -> list[int]:
         joined.extend(ids)
     joined.append(EOS_ID)
     return joined
+
+
+def pad_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Rows of ids as one int32 matrix, right-padded with PAD_ID to the longest row."""
+    width = max((len(row) for row in rows), default=0)
+    return np.array([[*row, *[PAD_ID] * (width - len(row))] for row in rows], np.int32)

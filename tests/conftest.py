@@ -37,3 +37,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not available: {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A bundle trained for one epoch on three-turn dialogues (seconds; replies are poor)."""
+    import json
+
+    from chatbot.config import DataConfig, load_config
+    from chatbot.prepare import prepare
+    from chatbot.training.trainer import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("tiny_bundle")
+    lines = [
+        json.dumps(
+            {"turns": [TINY_CORPUS[i % 8], TINY_CORPUS[(i + 1) % 8], TINY_CORPUS[(i + 2) % 8]]}
+        )
+        for i in range(40)
+    ]
+    (root / "chats.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = DataConfig(
+        history=2, max_source_len=24, valid_fraction=0.1, tokenizer={"vocab_size": 400}
+    )
+    prepare("jsonl", [root / "chats.jsonl"], root / "data", data)
+    overrides = ["model.embedding_dim=8", "model.hidden_size=16", "model.attention_units=8"]
+    overrides += ["training.epochs=1", "training.batch_size=8", "training.warmup_steps=2"]
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
+    train(config, root / "data", root / "model", TrainOptions(verbose=False))
+    return root / "model"

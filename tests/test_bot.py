@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from chatbot.bot import Chatbot
+from chatbot.corpora import Dialogue, Turn
+from chatbot.errors import ConfigError, DataError
+from chatbot.examples import dialogue_examples
+from chatbot.pipeline import encode_examples
+from chatbot.tokenizer import EOS_ID
+
+
+@pytest.fixture(scope="module")
+def bot(tiny_bundle) -> Chatbot:
+    return Chatbot.load(tiny_bundle)
+
+
+def test_context_is_built_exactly_as_in_training(bot):
+    turns = ["Hello, how are you today?", "I'm fine, thanks.", "What's your favorite food?"]
+    dialogue = Dialogue(tuple(Turn(t) for t in [*turns, "Pizza."]), "x:1")
+    example = list(dialogue_examples(dialogue, bot.config.data.history))[-1]
+    training_source = encode_examples([example], bot.tokenizer).sources[0].tolist()
+    limit = bot.config.data.max_source_len
+    assert bot.context_ids(turns[-1], turns[:-1]) == training_source[-limit:]
+
+
+def test_messages_are_normalized_like_training_text(bot):
+    assert bot.context_ids("I ’ m fine , thanks .") == bot.context_ids("I'm fine, thanks.")
+
+
+def test_only_the_newest_turns_count(bot):
+    history = ["Great, see you there!", "Sure, what time does it start?", "It starts at eight."]
+    assert bot.context_ids("Hello", history) == bot.context_ids("Hello", history[-1:])
+    assert bot.reply("Hello", history).text == bot.reply("Hello", history[-1:]).text
+
+
+def test_long_contexts_are_cut_from_the_left(bot):
+    long = " ".join(["the number is seven"] * 20)
+    ids = bot.context_ids(long)
+    assert len(ids) == bot.config.data.max_source_len
+    assert ids[-1] == EOS_ID
+
+
+def test_empty_message_is_an_error(bot):
+    with pytest.raises(DataError, match="message is empty"):
+        bot.reply(" \u200b ")
+
+
+def test_bad_decoding_settings_name_the_field(bot):
+    with pytest.raises(ConfigError, match=r"decoding: top_p: Input should be less than or equal"):
+        bot.reply("Hello", top_p=1.5)
+    with pytest.raises(ConfigError, match="n_best 5 exceeds beam_width 2"):
+        bot.reply("Hello", strategy="beam", beam_width=2, n_best=5)
+
+
+def test_n_best_candidates_are_ranked_and_their_ids_spell_their_text(bot):
+    reply = bot.reply("Hello", strategy="beam", beam_width=4, n_best=3, max_length=6)
+    assert len(reply.candidates) == 3
+    scores = [c.score for c in reply.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert reply.text == reply.candidates[0].text
+    for candidate in reply.candidates:
+        assert " ".join(bot.tokenizer.decode(candidate.ids).split()) == candidate.text
+        assert candidate.tokens == len(candidate.ids) <= 6
+    assert reply.prompt_tokens == len(bot.context_ids("Hello"))
+
+
+def test_batched_replies_equal_single_ones(bot):
+    messages = ["Hello", "What's your favorite food?", "Great, see you there!"]
+    batched = bot.reply_batch(messages, [None, ["Hi"], None])
+    single = [bot.reply(messages[0]), bot.reply(messages[1], ["Hi"]), bot.reply(messages[2])]
+    assert [r.text for r in batched] == [r.text for r in single]
+
+
+def test_sampling_with_a_seed_is_reproducible(bot):
+    first = bot.reply("Hello", strategy="sample", n_best=3, seed=5, temperature=1.5)
+    again = bot.reply("Hello", strategy="sample", n_best=3, seed=5, temperature=1.5)
+    assert [c.text for c in first.candidates] == [c.text for c in again.candidates]
+
+
+def test_mmi_reranking_subtracts_the_anti_language_model(bot):
+    reply = bot.reply("Hello", strategy="beam", beam_width=4, n_best=4, mmi_lambda=0.5)
+    targets = [[*c.ids, EOS_ID] for c in reply.candidates]
+    width = max(map(len, targets))
+    padded = np.array([t + [0] * (width - len(t)) for t in targets], np.int32)
+    prior = bot.generator.score(np.full((len(targets), 1), EOS_ID, np.int32), padded)
+    expected = [c.log_prob - 0.5 * p for c, p in zip(reply.candidates, prior, strict=True)]
+    np.testing.assert_allclose([c.score for c in reply.candidates], expected, atol=1e-4)
+
+
+def test_banned_phrases_keep_the_reply_from_saying_them(bot):
+    usual = bot.reply("Hello", strategy="beam", beam_width=4, n_best=4, max_length=8)
+    phrase = next(c for c in usual.candidates if c.text)
+    banned = bot.reply("Hello", strategy="beam", beam_width=4, n_best=4, max_length=8,
+                       banned_phrases=[phrase.text])  # fmt: skip
+    ids = tuple(bot.tokenizer.encode([phrase.text])[0])
+    for candidate in banned.candidates:  # banned as tokens: "o" may still appear inside "to"
+        windows = {candidate.ids[i : i + len(ids)] for i in range(len(candidate.ids))}
+        assert ids not in windows
+
+
+def test_reply_text_has_no_stray_whitespace(bot):
+    for candidate in bot.reply("Hello", strategy="beam", beam_width=4, n_best=4).candidates:
+        assert candidate.text == " ".join(candidate.text.split())
+
+
+def test_attention_comes_back_on_request(bot):
+    reply = bot.reply_batch(["Hello there"], return_attention=True, max_length=5)[0]
+    assert reply.attention.shape == (reply.reply_tokens + 1, reply.prompt_tokens)
+    np.testing.assert_allclose(reply.attention.sum(-1), 1.0, atol=1e-5)
