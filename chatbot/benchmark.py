@@ -79,7 +79,7 @@ def decoding_speed(
     """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
     sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1."""
     model = build_for_benchmark(config)
-    generator = Generator(model)
+    generator = Generator(model, jit_compile="auto")
     knobs = make_knobs(
         max_length=steps - 1,
         min_length=steps - 1,

@@ -19,7 +19,7 @@ import numpy as np
 
 from chatbot.bundle import Bundle
 from chatbot.config import DecodingConfig, parse_config
-from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.generator import Generator, JitPolicy, make_knobs
 from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
 from chatbot.errors import DataError
 from chatbot.normalize import Normalizer
@@ -51,7 +51,7 @@ def _phrase_variants(phrase: str) -> set[str]:
 
 
 class Chatbot:
-    def __init__(self, bundle: Bundle, *, jit_compile: bool = False) -> None:
+    def __init__(self, bundle: Bundle, *, jit_compile: JitPolicy = False) -> None:
         self.bundle = bundle
         self.config = bundle.config
         self.tokenizer = bundle.tokenizer
@@ -59,7 +59,7 @@ class Chatbot:
         self.generator = Generator(bundle.model, jit_compile=jit_compile)
 
     @classmethod
-    def load(cls, path: str | Path, *, jit_compile: bool = False) -> Chatbot:
+    def load(cls, path: str | Path, *, jit_compile: JitPolicy = False) -> Chatbot:
         return cls(Bundle.load(path), jit_compile=jit_compile)
 
     def settings(self, **overrides: Any) -> DecodingConfig:

@@ -50,10 +50,14 @@ class Normalizer:
 
     def __call__(self, text: str) -> str:
         config = self.config
-        if config.lowercase:
-            text = text.lower()
         if config.nfkc:
             text = unicodedata.normalize("NFKC", text)
+        if config.lowercase:
+            # NFKC can turn a character that has no lower case (modifier letter "ᴬ") into
+            # one that has ("A"), and lowering can leave text that is not NFKC: both again.
+            text = text.lower()
+            if config.nfkc:
+                text = unicodedata.normalize("NFKC", text)
         text = "".join(char for char in text if not _is_dropped_char(char))
         text = _WHITESPACE.sub(" ", text).strip()
         # SentencePiece's word-boundary mark would decode as a space, breaking round trips.

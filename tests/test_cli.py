@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("prepare", "inspect"):
+    for command in ("prepare", "inspect", "train", "chat", "evaluate", "bench"):
         assert command in out
 
 
@@ -89,3 +90,38 @@ def test_inspect_shows_batches_and_a_decoded_example(tmp_path, capsys):
     assert "12 examples -> 3 batches of up to 5 (12 rows)" in report
     assert "context: Hello there, friend." in report
     assert "target:  Hi! Nice to see you." in report
+
+
+def test_chat_over_a_pipe_prints_a_reply_per_message(tiny_bundle, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello\nHow are you?\n/quit\nignored\n"))
+    assert main(["chat", "--model", str(tiny_bundle), "--max-length", "5"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_chat_rejects_bad_decoding_flags(tiny_bundle, capsys):
+    assert main(["chat", "--model", str(tiny_bundle), "--top-p", "2"]) == 1
+    assert "decoding: top_p" in capsys.readouterr().err
+
+
+def test_evaluate_prints_metrics_as_json(tiny_bundle, capsys):
+    data = tiny_bundle.parent / "data"
+    argv = ["evaluate", "--model", str(tiny_bundle), "--data", str(data), "--json"]
+    assert main([*argv, "--limit", "3", "--strategy", "beam", "--beam-width", "2"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["examples"] == 3 and results["perplexity"] > 1
+    assert results["decoding"]["strategy"] == "beam"
+    for key in ("bleu", "distinct_1", "distinct_2", "generic_share", "repeated_3gram_share"):
+        assert key in results
+
+
+def test_bench_prints_the_documented_keys(capsys):
+    assert main(["bench", "--config", "configs/tiny.yaml", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    for key in (
+        "greedy_ms_b1",
+        "greedy_ms_b32",
+        "beam5_ms_b1",
+        "train_step_ms",
+        "train_tokens_per_s",
+    ):
+        assert results[key] > 0

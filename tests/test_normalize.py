@@ -60,6 +60,10 @@ def test_normalizer_is_idempotent(text):
     assert normalize(once) == once
 
 
+def test_lowercasing_covers_letters_that_nfkc_makes():
+    assert Normalizer(NormalizerConfig(lowercase=True))("ᴬℌ İ") == "ah i̇"
+
+
 @given(st.text(max_size=60))
 def test_lowercasing_normalizer_is_idempotent(text):
     lower = Normalizer(NormalizerConfig(lowercase=True))

@@ -225,3 +225,14 @@ def test_repetition_penalty_lowers_a_repeated_tokens_probability():
         return sum(len(set(r)) for row in range(2) for r in replies(decoded, row))
 
     assert distinct(penalized) >= distinct(plain)
+
+
+def test_xla_decoding_pads_the_source_and_gives_the_same_replies():
+    graph = tiny_generator(7)
+    xla = Generator(graph.model, jit_compile="auto")
+    assert xla.uses_xla(8) and not xla.uses_xla(9)
+    for spec in (SearchSpec("greedy"), SearchSpec("beam", 3)):
+        expected = graph.generate(SOURCE, spec, knobs(max_length=6))
+        got = xla.generate(SOURCE, spec, knobs(max_length=6))
+        np.testing.assert_array_equal(got.tokens, expected.tokens)
+        np.testing.assert_allclose(got.log_probs, expected.log_probs, atol=1e-4)
