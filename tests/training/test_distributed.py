@@ -10,43 +10,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from chatbot.bundle import Bundle
-from chatbot.config import DataConfig, load_config
-from chatbot.prepare import prepare
+from chatbot.config import load_config
 from chatbot.training.trainer import TrainOptions, train
+
+from .conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "tiny.yaml"
-TINY = [
-    "model.embedding_dim=8",
-    "model.hidden_size=16",
-    "model.attention_units=8",
-    "training.batch_size=8",
-    "training.epochs=2",
-    "training.warmup_steps=2",
-    "training.checkpoint_every_steps=3",
-]
-WORDS = ["red", "blue", "green", "big", "small", "cat", "dog", "bird", "sees", "likes", "the", "a"]
 WORKER_TIMEOUT_S = 120
 # Differ between workers by nature: wall-clock measurements.
 TIMINGS = {"seconds", "train_tokens_per_s"}
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 tiny reversal dialogues: 48 to train on, 12 to validate on."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for _ in range(60):
-        words = rng.choice(WORDS, size=rng.integers(2, 6))
-        lines.append(f"{' '.join(words)}\t{' '.join(words[::-1])}")
-    root = tmp_path_factory.mktemp("data")
-    (root / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = DataConfig(history=1, valid_fraction=0.2, tokenizer={"vocab_size": 300})
-    prepare("tsv", [root / "pairs.tsv"], root / "prepared", config)
-    return root / "prepared"
 
 
 def free_ports(count: int) -> list[int]:

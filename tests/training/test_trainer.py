@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,35 +13,11 @@ import pytest
 
 from chatbot.bundle import Bundle
 from chatbot.cli import main
-from chatbot.config import DataConfig, load_config
+from chatbot.config import load_config
 from chatbot.errors import ConfigError
-from chatbot.prepare import prepare
 from chatbot.training.trainer import TrainOptions, train
 
-TINY = [
-    "model.embedding_dim=8",
-    "model.hidden_size=16",
-    "model.attention_units=8",
-    "training.batch_size=8",
-    "training.epochs=2",
-    "training.warmup_steps=2",
-    "training.checkpoint_every_steps=3",
-]
-WORDS = ["red", "blue", "green", "big", "small", "cat", "dog", "bird", "sees", "likes", "the", "a"]
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    lines = []
-    for _ in range(60):
-        words = rng.choice(WORDS, size=rng.integers(2, 6))
-        lines.append(f"{' '.join(words)}\t{' '.join(words[::-1])}")
-    root = tmp_path_factory.mktemp("data")
-    (root / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = DataConfig(history=1, valid_fraction=0.2, tokenizer={"vocab_size": 300})
-    prepare("tsv", [root / "pairs.tsv"], root / "prepared", config)
-    return root / "prepared"
+from .conftest import TINY
 
 
 def quiet(**options) -> TrainOptions:
