@@ -211,6 +211,17 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from serve.app import serve
+    from serve.settings import Settings
+
+    overrides = {"model": args.model, "host": args.host, "port": args.port}
+    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    print(f"Serving {settings.model} at http://{settings.host}:{settings.port}", flush=True)
+    serve(settings)
+    return 0
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     from chatbot.batch_report import describe_batches
 
@@ -333,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.set_defaults(handler=run_bench)
+
+    srv = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP (FastAPI + uvicorn)",
+        description="Run the chat service; settings also come from CHATBOT_* environment "
+        "variables and a .env file (CHATBOT_MODEL, CHATBOT_PORT, CHATBOT_API_KEYS, ...).",
+    )
+    srv.add_argument("--model", metavar="DIR", help="a model bundle (CHATBOT_MODEL)")
+    srv.add_argument("--host", metavar="HOST", help="address to listen on (127.0.0.1)")
+    srv.add_argument("--port", type=int, metavar="PORT", help="port (8000)")
+    srv.set_defaults(handler=run_serve)
 
     insp = commands.add_parser(
         "inspect",

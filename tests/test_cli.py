@@ -17,7 +17,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("prepare", "inspect", "train", "chat", "evaluate", "bench"):
+    for command in ("prepare", "inspect", "train", "chat", "evaluate", "bench", "serve"):
         assert command in out
 
 

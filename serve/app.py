@@ -1,0 +1,79 @@
+"""The app factory and the uvicorn entry point.
+
+`create_app` wires settings, routers, error handlers and middleware; the model is loaded (unless
+a bot is given, as tests do) and warmed up in the lifespan, before the first request is served.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import anyio
+import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from chatbot.bot import Chatbot
+from serve.deps import require_api_key
+from serve.errors import install_error_handlers
+from serve.routes import chat, health, models
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WARM_UP_MESSAGE = "hello"
+
+
+async def _warm_up(app: FastAPI) -> None:
+    """One reply traces the default decoding graph; readiness waits for it. A failure is logged
+    and leaves the server alive but not ready."""
+    try:
+        await anyio.to_thread.run_sync(app.state.bot.reply, WARM_UP_MESSAGE)
+    except Exception:
+        log.exception("warm-up reply failed; /readyz stays 503")
+        return
+    app.state.ready = True
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if app.state.bot is None:
+        load = partial(Chatbot.load, settings.model, jit_compile=settings.jit_compile)
+        app.state.bot = await anyio.to_thread.run_sync(load)
+    await _warm_up(app)
+    yield
+    app.state.ready = False
+
+
+def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> FastAPI:
+    """The HTTP app for `settings` (from the environment when None), serving `bot` when given
+    or else the bundle at `settings.model`."""
+    settings = settings or Settings()
+    app = FastAPI(title="chatbot", lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.bot = bot
+    app.state.ready = False
+    app.state.model_name = Path(settings.model).resolve().name
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    guarded = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(models.router, dependencies=guarded)
+    app.include_router(chat.router, dependencies=guarded)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the app under uvicorn at `settings.host`:`settings.port` until interrupted."""
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)

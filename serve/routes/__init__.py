@@ -1,0 +1,1 @@
+"""One router per concern: health probes, the model list and chat."""

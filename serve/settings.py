@@ -1,0 +1,39 @@
+"""Server settings, read from `CHATBOT_*` environment variables and a `.env` file, so one image
+runs anywhere; tests build `Settings(...)` directly."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What the server loads, where it listens and the limits every request must respect.
+
+    `api_keys` and `cors_origins` are comma-separated in the environment
+    (`CHATBOT_API_KEYS=key1,key2`); an empty `api_keys` turns authentication off.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHATBOT_", env_file=".env", extra="ignore")
+
+    model: str = "models/default"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_message_chars: int = Field(default=2000, ge=1)
+    max_history_turns: int = Field(default=50, ge=0)
+    max_length: int = Field(default=128, ge=1)
+    max_beam_width: int = Field(default=16, ge=1)
+    max_n_best: int = Field(default=8, ge=1)
+    api_keys: Annotated[list[str], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []
+    request_timeout_s: float = Field(default=30.0, gt=0.0)
+    jit_compile: bool | Literal["auto"] = "auto"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
