@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from chatbot.bot import Chatbot
 from serve.deps import require_api_key
 from serve.errors import install_error_handlers
-from serve.routes import chat, health, models
+from serve.routes import chat, health, models, openai
 from serve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> 
     app.include_router(health.router)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(chat.router, dependencies=guarded)
+    app.include_router(openai.router, dependencies=guarded)
     return app
 
 

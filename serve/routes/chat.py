@@ -17,6 +17,22 @@ from serve.settings import Settings
 router = APIRouter(tags=["chat"])
 
 
+async def reply_in_thread(bot: Chatbot, settings: Settings, body: ChatRequest) -> tuple[Reply, int]:
+    """(reply, n_best) for a validated request: decoding settings checked first (422 on a bad
+    merged value), then decoded off the event loop, abandoned with 504 after the timeout."""
+    decoding = body.decoding.model_dump(exclude_none=True) if body.decoding else {}
+    n_best = bot.settings(**decoding).n_best
+    history = [turn.text for turn in body.history]
+    work = partial(bot.reply, body.message, history, **decoding)
+    try:
+        with anyio.fail_after(settings.request_timeout_s):
+            reply = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except TimeoutError:
+        message = f"no reply within {settings.request_timeout_s:g} s"
+        raise ApiError(504, "timeout", message) from None
+    return reply, n_best
+
+
 @router.post("/v1/chat")
 async def chat(
     request: Request,
@@ -24,16 +40,7 @@ async def chat(
     bot: Chatbot = Depends(get_bot),
     settings: Settings = Depends(get_settings),
 ) -> ChatResponse:
-    decoding = body.decoding.model_dump(exclude_none=True) if body.decoding else {}
-    n_best = bot.settings(**decoding).n_best  # validates the merged settings before decoding
-    history = [turn.text for turn in body.history]
-    work = partial(bot.reply, body.message, history, **decoding)
-    try:
-        with anyio.fail_after(settings.request_timeout_s):
-            reply: Reply = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    except TimeoutError:
-        message = f"no reply within {settings.request_timeout_s:g} s"
-        raise ApiError(504, "timeout", message) from None
+    reply, n_best = await reply_in_thread(bot, settings, body)
     candidates = None
     if n_best > 1:
         candidates = [CandidateOut(text=c.text, score=c.score) for c in reply.candidates]
