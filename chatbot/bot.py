@@ -8,6 +8,7 @@ truncated from the left to `data.max_source_len`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ class Chatbot:
         source_ids = pad_ids(sources)
         spec, knobs, n_best = self._plan(settings)
         if return_attention:
-            spec = SearchSpec(**{**spec.__dict__, "return_attention": True})
+            spec = dataclasses.replace(spec, return_attention=True)
         decoded = self.generator.generate(source_ids, spec, knobs)
         ranked = self._rerank(source_ids, decoded, settings.mmi_lambda)
         seconds = (time.perf_counter() - started) / len(messages)

@@ -4,7 +4,6 @@ and timeouts, each compared with what the `Chatbot` facade answers directly."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +14,7 @@ from chatbot.bot import Chatbot
 from serve.app import create_app
 from serve.settings import Settings
 
-LIMITS = {
-    "max_message_chars": 50,
-    "max_history_turns": 3,
-    "max_length": 16,
-    "max_beam_width": 4,
-    "max_n_best": 3,
-}
-
-
-def make_settings(bundle: Path, **changes: Any) -> Settings:
-    return Settings(model=str(bundle), _env_file=None, **{**LIMITS, **changes})
-
-
-@pytest.fixture(scope="module")
-def bot(tiny_bundle: Path) -> Chatbot:
-    return Chatbot.load(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def client(tiny_bundle: Path, bot: Chatbot) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(tiny_bundle), bot=bot)) as client:
-        yield client
+from .conftest import make_settings
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -1,26 +1,9 @@
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.bot import Chatbot
-from serve.app import create_app
-
-from .test_app import make_settings
-
-
-@pytest.fixture(scope="module")
-def bot(tiny_bundle: Path) -> Chatbot:
-    return Chatbot.load(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def client(tiny_bundle: Path, bot: Chatbot) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(tiny_bundle), bot=bot)) as client:
-        yield client
-
 
 MESSAGES = [
     {"role": "system", "content": "You are friendly."},
