@@ -5,14 +5,21 @@
       tokenizer.model  the SentencePiece model (text normalization settings are in config.yaml)
       model.keras      Keras' native archive: architecture and weights, loaded in safe mode
       history.json     per-epoch training metrics
-      card.json        data statistics, final metrics, the command that made it, versions
+      card.json        data statistics, final metrics, the command that made it, versions,
+                       the bundle's format_version, and under `files` the size and SHA-256 of
+                       tokenizer.model, model.keras and history.json and how many settings
+                       config.yaml holds (its values, the decoding defaults say, may be edited)
 
 The folder is written under a temporary name and renamed into place, so a crash never leaves a
-bundle that looks complete; loading checks every file and names the one at fault.
+bundle that looks complete. Loading refuses a format_version newer than this code reads, checks
+every file and names the one at fault, and compares each with what card.json records, so damage
+that still parses is caught too: a config.yaml cut at a line end, whose missing settings would
+silently take their defaults, or a changed byte in a well-formed model archive.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +29,7 @@ from typing import Any
 import keras
 import yaml
 
+from chatbot import __version__
 from chatbot.atomic import atomic_directory
 from chatbot.config import Config, parse_config
 from chatbot.errors import BundleError, ChatbotError
@@ -34,6 +42,10 @@ MODEL = "model.keras"
 HISTORY = "history.json"
 CARD = "card.json"
 FILES = (CONFIG, TOKENIZER, MODEL, HISTORY, CARD)
+# The bundle layout's version, recorded in card.json; bump it when older code could not load a
+# new bundle. Bundles from before it was recorded are version 1.
+FORMAT_VERSION = 1
+CHECKSUMMED = (TOKENIZER, MODEL, HISTORY)
 
 
 @dataclass
@@ -47,14 +59,16 @@ class Bundle:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         path = Path(path)
         with atomic_directory(path, overwrite=overwrite) as tmp:
-            (tmp / CONFIG).write_text(
-                yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False),
-                encoding="utf-8",
-            )
+            tree = self.config.model_dump(mode="json")
+            (tmp / CONFIG).write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
             self.tokenizer.save(tmp / TOKENIZER)
             _without_optimizer(self.model).save(tmp / MODEL)
             (tmp / HISTORY).write_text(json.dumps(self.history, indent=2) + "\n", "utf-8")
-            (tmp / CARD).write_text(json.dumps(self.card, indent=2) + "\n", "utf-8")
+            files = {name: _fingerprint(tmp / name) for name in CHECKSUMMED}
+            files[CONFIG] = {"settings": _count_settings(tree)}
+            card = {"format_version": FORMAT_VERSION, **self.card}
+            card.update(format_version=FORMAT_VERSION, files=files)
+            (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
         return path
 
     @classmethod
@@ -65,10 +79,8 @@ class Bundle:
         missing = [name for name in FILES if not (path / name).is_file()]
         if missing:
             raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
-        try:
-            config = parse_config(Config, yaml.safe_load((path / CONFIG).read_text("utf-8")))
-        except (ChatbotError, yaml.YAMLError, UnicodeDecodeError) as error:
-            raise BundleError(f"{path / CONFIG}: invalid bundle config: {error}") from None
+        card = _read_card(path / CARD)
+        config = _read_config(path / CONFIG, card)
         tokenizer = Tokenizer.load(path / TOKENIZER)
         model = _load_model(path / MODEL)
         if model.vocab_size != tokenizer.vocab_size:
@@ -76,7 +88,9 @@ class Bundle:
                 f"{path / MODEL}: vocabulary of {model.vocab_size} does not match "
                 f"{path / TOKENIZER} ({tokenizer.vocab_size} pieces)"
             )
-        return cls(config, tokenizer, model, _read_json(path / HISTORY), _read_json(path / CARD))
+        history = _read_json(path / HISTORY)
+        _verify_files(path, card)
+        return cls(config, tokenizer, model, history, card)
 
 
 def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
@@ -91,13 +105,48 @@ def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
 
 
 def _load_model(path: Path) -> Seq2Seq:
+    if not zipfile.is_zipfile(path):
+        raise BundleError(
+            f"{path}: cannot load the model: not a .keras (zip) archive; truncated or corrupt"
+        )
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise BundleError(f"{path}: cannot load the model: {error}") from None
+    except Exception as error:  # zipfile, h5py and Keras report damage with many types
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise BundleError(
+            f"{path}: cannot load the model: {type(error).__name__}: {reason}"
+        ) from None
     if not isinstance(model, Seq2Seq):
         raise BundleError(f"{path}: holds a {type(model).__name__}, not a Seq2Seq model")
     return model
+
+
+def _read_config(path: Path, card: dict[str, Any]) -> Config:
+    """config.yaml, or a one-line error naming it (and the chatbot version that wrote it). With
+    fewer settings than card.json records, it was cut short: the missing ones would silently
+    take their defaults."""
+    try:
+        tree = yaml.safe_load(path.read_text("utf-8"))
+        config = parse_config(Config, tree)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = f"{where}invalid YAML: {getattr(error, 'problem', None) or error}"
+    except (ChatbotError, UnicodeDecodeError) as error:
+        problem = "; ".join(str(error).splitlines())
+    else:
+        recorded = card.get("files", {}).get(CONFIG)
+        expected = recorded.get("settings") if isinstance(recorded, dict) else None
+        found = _count_settings(tree)
+        if not isinstance(expected, int) or found >= expected:
+            return config
+        problem = (
+            f"{found} settings where {CARD} records {expected}; the file was cut short or "
+            "settings were removed"
+        )
+    made_by = card.get("chatbot_version", __version__)
+    hint = f" (made by chatbot {made_by}; this is {__version__})" if made_by != __version__ else ""
+    raise BundleError(f"{path}: invalid bundle config{hint}: {problem}")
 
 
 def _read_json(path: Path) -> Any:
@@ -105,3 +154,61 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BundleError(f"{path}: unreadable: {error}") from None
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    """card.json, once its format_version is one this code reads."""
+    card = _read_json(path)
+    if not isinstance(card, dict):
+        raise BundleError(f"{path}: expected a JSON object")
+    version = card.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BundleError(f"{path}: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        made_by = card.get("chatbot_version", "a newer version")
+        raise BundleError(
+            f"{path}: bundle format_version {version} is newer than this chatbot "
+            f"({__version__}) reads ({FORMAT_VERSION}); it was made by chatbot {made_by}: "
+            "upgrade chatbot to load it"
+        )
+    if not isinstance(card.get("files", {}), dict):
+        raise BundleError(f"{path}: 'files' is not a mapping of file names")
+    return card
+
+
+def _count_settings(tree: Any) -> int:
+    """The leaves of a config tree: its settings, lists counting as one."""
+    if isinstance(tree, dict):
+        return sum(_count_settings(value) for value in tree.values())
+    return 1
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _verify_files(path: Path, card: dict[str, Any]) -> None:
+    """Compare each file with the size and SHA-256 that card.json records (bundles written
+    before checksums were recorded have none)."""
+    recorded = card.get("files", {})
+    for name in CHECKSUMMED:
+        expected = recorded.get(name)
+        if expected is None:
+            continue
+        actual = _fingerprint(path / name)
+        if not isinstance(expected, dict) or set(expected) != set(actual):
+            raise BundleError(f"{path / CARD}: files.{name} is not a size and a SHA-256")
+        if actual["bytes"] != expected["bytes"]:
+            raise BundleError(
+                f"{path / name}: corrupt: {actual['bytes']:,} bytes where {CARD} records "
+                f"{expected['bytes']:,}; the file was truncated or changed after saving"
+            )
+        if actual["sha256"] != expected["sha256"]:
+            raise BundleError(
+                f"{path / name}: corrupt: its SHA-256 differs from the one {CARD} records; "
+                "the file was damaged or changed after saving"
+            )

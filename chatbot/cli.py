@@ -1,5 +1,6 @@
 """The `chatbot` command line. Each command is a thin shell over the library: parse flags, call
-one function, print what it produced; library errors become one clear line and exit status 1."""
+one function, print what it produced; library errors, and errors the operating system reports
+(a full disk, a permission denied), become one clear line and exit status 1."""
 
 from __future__ import annotations
 
@@ -411,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ChatbotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the system refused: permissions, a read-only or missing path
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,13 +7,21 @@ checkpoint so far, and TensorBoard logs. `model.fit` drives each epoch (one call
 resumed run can start mid-epoch; under `multi_worker` the trainer's own loop does); between
 epochs the trainer validates, keeps the best weights, lowers the learning rate on a plateau, and
 stops early. The bundle is written at the end from the best weights, atomically.
+
+A damaged checkpoint is skipped for the one before it, a run killed before its first checkpoint
+resumes from the beginning, and a write that fails (a full disk) stops the run with an error
+that names the folder, leaving the checkpoints and bundle already there intact.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import math
+import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -27,10 +35,10 @@ import tensorflow as tf
 import yaml
 
 from chatbot import __version__
-from chatbot.atomic import atomic_write_text
+from chatbot.atomic import DISK_FULL, DiskFullError, atomic_write_text
 from chatbot.bundle import Bundle
-from chatbot.config import Config, parse_config
-from chatbot.errors import BundleError, ConfigError
+from chatbot.config import Config, parse_config, read_yaml
+from chatbot.errors import BundleError, ChatbotError, ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.pipeline import (
     EncodedExamples,
@@ -48,6 +56,9 @@ Strategy = Literal["default", "mirrored", "multi_worker"]
 Precision = Literal["auto", "float32", "mixed_float16"]
 # Training settings that may change when a run resumes; anything else must match.
 RESUMABLE_CHANGES = {"epochs", "early_stopping_patience", "checkpoint_every_steps"}
+# What restoring a damaged checkpoint raises (TensorFlow reports a bad file with all of these).
+RESTORE_ERRORS = (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError)
+RESUME_HINT = "free some space, then run again with --resume"
 
 
 @dataclass
@@ -138,9 +149,7 @@ class Trainer:
         if self.options.resume:
             if not saved.is_file():
                 raise BundleError(f"{self.work_dir}: nothing to resume (no config.yaml there)")
-            previous = parse_config(
-                Config, yaml.safe_load(saved.read_text("utf-8")), where=str(saved)
-            )
+            previous = parse_config(Config, read_yaml(saved), where=str(saved))
             given, kept = config.model_dump(mode="json"), previous.model_dump(mode="json")
             for key in RESUMABLE_CHANGES:
                 kept["training"][key] = given["training"][key]
@@ -269,12 +278,8 @@ class Trainer:
     def _run(self, started: float, deadline: float | None) -> TrainReport:
         training = self.config.training
         model, run = self._build()
-        manager = tf.train.CheckpointManager(
-            run.checkpoint, self._checkpoint_dir(), max_to_keep=training.keep_checkpoints
-        )
-        best = tf.train.CheckpointManager(
-            run.checkpoint, self._checkpoint_dir() / "best", max_to_keep=1
-        )
+        manager = _manager(run.checkpoint, self._checkpoint_dir(), training.keep_checkpoints)
+        best = _manager(run.checkpoint, self._checkpoint_dir() / "best", 1)
         self._best_manager = best
         self._train_step = self._replicated(model.train_step)
         self._test_step = self._replicated(model.test_step)
@@ -284,13 +289,14 @@ class Trainer:
         summaries = Summaries(str(self.work_dir / "logs")) if self._is_chief else None
         budget = TimeBudget(deadline)
         stopped, tokens_per_second = "finished", 0.0
+        save = functools.partial(self._save, manager)
         while int(run.epoch.numpy()) < training.epochs:
             epoch, position = int(run.epoch.numpy()), int(run.position.numpy())
             dataset, steps = self._distributed(
                 train_examples, shuffle=True, seed=training.seed + epoch, skip=position
             )
             progress = Progress(epoch, training.epochs, steps, position)
-            callbacks = [StepCounter(run.position, training.checkpoint_every_steps, manager.save)]
+            callbacks = [StepCounter(run.position, training.checkpoint_every_steps, save)]
             callbacks += [budget, progress] if self.options.verbose else [budget]
             epoch_started = time.monotonic()
             logs: dict[str, list[float]] = {}
@@ -305,12 +311,12 @@ class Trainer:
             record.update(self._validate(model, valid_examples))
             stop = self._end_epoch(model, run, record, summaries)
             if expired:
-                manager.save()
+                self._save(manager)
                 stopped = "time_budget"
                 break
             run.epoch.assign_add(1)
             run.position.assign(0)
-            manager.save()
+            self._save(manager)
             if stop:
                 stopped = "early_stopping"
                 break
@@ -318,21 +324,50 @@ class Trainer:
             print(f"training {stopped} after {int(run.epoch.numpy())} epoch(s)", file=sys.stderr)
         history = run.history_list()
         epochs_done = int(run.epoch.numpy())
-        if best.latest_checkpoint:  # keep-best: the bundle gets the best weights, nothing else
-            tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).expect_partial()
+        best_record = min(history, key=lambda r: r.get("val_loss", math.inf), default={})
+        # keep-best: the bundle gets the best weights, or the last ones if those are damaged
+        if best.latest_checkpoint and not self._restore_best(model, best.latest_checkpoint):
+            best_record = history[-1] if history else {}
         report = TrainReport(
             bundle=self.out_dir,
             work_dir=self.work_dir,
             epochs_done=epochs_done,
             stopped=stopped,
-            best=min(history, key=lambda r: r.get("val_loss", math.inf), default={}),
+            best=best_record,
             seconds=round(time.monotonic() - started, 1),
             tokens_per_second=round(tokens_per_second, 1),
         )
-        Bundle(self.config, self.data.tokenizer, model, history, self._card(report)).save(
-            self.out_dir, overwrite=True
-        )
+        bundle = Bundle(self.config, self.data.tokenizer, model, history, self._card(report))
+        try:
+            bundle.save(self.out_dir, overwrite=True)
+        except DiskFullError as error:
+            message = f"{error}; the run's checkpoints are intact: {RESUME_HINT} to write it"
+            raise DiskFullError(error.errno, message, error.filename) from error
         return report
+
+    def _save(self, manager: tf.train.CheckpointManager) -> None:
+        """Save a checkpoint; a failed write is a `ChatbotError` naming the folder (TensorFlow
+        writes only complete checkpoints, so the ones already there stay usable)."""
+        try:
+            manager.save()
+        except (tf.errors.OpError, OSError) as error:
+            raise _write_error(Path(manager.directory), error) from None
+
+    def _restore_best(self, model: Seq2Seq, path: str) -> bool:
+        """Load the best checkpoint's weights into `model`; False (weights unchanged) if it is
+        damaged."""
+        weights = model.get_weights()
+        try:
+            tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        except RESTORE_ERRORS as error:
+            model.set_weights(weights)
+            print(
+                f"warning: best checkpoint {path} unusable ({_first_line(error)}); "
+                "the bundle gets the last weights",
+                file=sys.stderr,
+            )
+            return False
+        return True
 
     def _fit(
         self,
@@ -392,13 +427,23 @@ class Trainer:
         return bool(self.strategy.reduce("SUM", tf.constant(float(flag)), axis=None) > 0)
 
     def _restore(self, run: _Run, manager: tf.train.CheckpointManager) -> None:
-        """Restore the newest checkpoint that loads; fall back to older ones if it is damaged."""
-        for path in reversed(manager.checkpoints):
+        """Restore the newest checkpoint that loads; fall back to older ones if it is damaged.
+        With none at all (the run stopped before its first), start from the beginning."""
+        candidates = self._checkpoints(manager)
+        if not candidates:
+            print(
+                f"warning: no checkpoint in {self._checkpoint_dir()} yet; starting the run "
+                "from the beginning",
+                file=sys.stderr,
+            )
+            return
+        for path in candidates:
             try:
                 run.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
+            except RESTORE_ERRORS as error:
                 print(
-                    f"warning: checkpoint {path} unusable ({error}); trying an older one",
+                    f"warning: checkpoint {path} unusable ({_first_line(error)}); "
+                    "trying an older one",
                     file=sys.stderr,
                 )
                 continue
@@ -406,7 +451,23 @@ class Trainer:
                 epoch, position = int(run.epoch.numpy()), int(run.position.numpy())
                 print(f"resumed from {path}: epoch {epoch + 1}, batch {position}", file=sys.stderr)
             return
-        raise BundleError(f"{self._checkpoint_dir()}: no checkpoint to resume from")
+        names = ", ".join(Path(path).name for path in candidates)
+        raise BundleError(
+            f"{self._checkpoint_dir()}: no usable checkpoint to resume from ({names} damaged); "
+            "pass --force instead of --resume to start over"
+        )
+
+    def _checkpoints(self, manager: tf.train.CheckpointManager) -> list[str]:
+        """Checkpoint prefixes, newest first: the manager's, and any on disk that its state file
+        does not list (the file is lost or damaged, or the run was killed before recording it);
+        restoring skips a damaged one like any other."""
+        found = {
+            int(index.stem.split("-")[1]): str(index.with_suffix(""))
+            for index in self._checkpoint_dir().glob("ckpt-*.index")
+            if index.stem.split("-")[1].isdigit()
+        }
+        found.update((int(path.rsplit("-", 1)[1]), path) for path in manager.checkpoints)
+        return [found[number] for number in sorted(found, reverse=True)]
 
     def _epoch_record(
         self, model: Seq2Seq, logs: dict[str, list[float]], epoch: int, seconds: float
@@ -455,7 +516,7 @@ class Trainer:
                 lr.assign(lr * training.plateau_factor)
         run.append_history(record)
         if improved:
-            self._best_manager.save()
+            self._save(self._best_manager)
         if summaries is not None:
             step = record["step"]
             train = {
@@ -517,6 +578,43 @@ class Trainer:
                 "keras": keras.__version__,
             },
         }
+
+
+def _manager(
+    checkpoint: tf.train.Checkpoint, directory: Path, keep: int
+) -> tf.train.CheckpointManager:
+    """A CheckpointManager over `directory`. TensorFlow skips a state file it cannot parse but
+    fails on one that is not even text: that one is set aside (resuming finds the checkpoints
+    on disk)."""
+    try:
+        return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
+    except UnicodeDecodeError:
+        state = directory / "checkpoint"
+        state.replace(state.with_name("checkpoint.damaged"))
+        print(f"warning: {state} is damaged; set it aside as checkpoint.damaged", file=sys.stderr)
+        return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's message for one line, without TensorFlow's `{{function_node ...}}` and
+    `[Op:...]` decorations."""
+    text = str(getattr(error, "message", None) or error).strip()
+    text = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]$", "", text.splitlines()[0] if text else "")
+    return text or type(error).__name__
+
+
+def _write_error(directory: Path, error: BaseException) -> ChatbotError:
+    """A failed checkpoint write as an error naming `directory`, saying so if the disk is full
+    (TensorFlow reports that as a ResourceExhaustedError whose message is strerror's)."""
+    reason = _first_line(error)
+    if getattr(error, "errno", None) in DISK_FULL or os.strerror(errno.ENOSPC) in reason:
+        return DiskFullError(
+            errno.ENOSPC,
+            f"{directory}: cannot save a checkpoint, the disk is full ({reason}); the "
+            f"checkpoints already there are intact: {RESUME_HINT}",
+            str(directory),
+        )
+    return BundleError(f"{directory}: cannot save a checkpoint: {reason}")
 
 
 def train(
