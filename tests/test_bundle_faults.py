@@ -388,3 +388,29 @@ def test_the_installed_command_prints_only_the_error_line(copy):
         "truncated or corrupt"
     ], result.stderr
     assert result.stdout == ""
+
+
+# ---- code in a bundle ---------------------------------------------------------------------------
+
+
+def test_a_model_carrying_code_is_refused_without_running_it(copy, tmp_path, monkeypatch):
+    """Safe mode: a `Lambda` layer's bytecode in model.keras is never deserialized or run, even
+    when card.json's checksum has been forged to match."""
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("CHATBOT_TEST_MARKER", str(marker))
+    inputs = keras.Input((3,))
+    payload = keras.layers.Lambda(
+        lambda x: (
+            __import__("pathlib").Path(__import__("os").environ["CHATBOT_TEST_MARKER"]).touch(),
+            x,
+        )[1]
+    )
+    keras.Model(inputs, payload(inputs)).save(copy / "model.keras")
+    marker.unlink()  # building the model ran it once, here
+    card = json.loads((copy / "card.json").read_text())
+    card["files"].pop("model.keras")
+    (copy / "card.json").write_text(json.dumps(card))
+    error = load_error(copy)
+    assert isinstance(error, BundleError)
+    assert str(copy / "model.keras") in str(error)
+    assert not marker.exists()
