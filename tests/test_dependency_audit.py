@@ -1,9 +1,10 @@
 """Known vulnerabilities in the locked dependencies, found by pip-audit.
 
 requirements-dev.lock holds every runtime dependency (requirements.lock) plus the test tools.
-pip-audit asks PyPI's JSON API about each pinned version; where that service cannot be reached
-(this project's sandbox only proxies the package index), every package comes back unaudited and
-the test skips, saying so, rather than passing on no evidence.
+pip-audit asks PyPI's JSON API about each pinned version (`/pypi/NAME/VERSION/json`); where
+that service cannot be reached (this project's sandbox proxies the package index and each
+project's unversioned JSON, but answers 404 for the versioned one), every package comes back
+unaudited and the test skips, saying so, rather than passing on no evidence.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ and timeouts, each compared with what the `Chatbot` facade answers directly."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from pathlib import Path
@@ -159,6 +160,28 @@ def test_api_keys_guard_all_but_health(tiny_bundle: Path, bot: Chatbot) -> None:
         assert client.get("/v1/models", headers=good).status_code == 200
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
+
+
+def test_every_api_key_is_compared_in_constant_time(
+    tiny_bundle: Path, bot: Chatbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each configured key goes through `hmac.compare_digest`, the match included, so neither
+    timing nor an early exit tells a caller how much of a key, or which key, it got right."""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(given: bytes, key: bytes) -> bool:
+        compared.append((given, key))
+        return real(given, key)
+
+    monkeypatch.setattr("serve.deps.hmac.compare_digest", spy)
+    app = create_app(make_settings(tiny_bundle, api_keys=["k-one", "k-two"]), bot=bot)
+    with TestClient(app) as client:
+        for token, status in (("k-one", 200), ("k-", 401)):
+            compared.clear()
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/v1/models", headers=headers).status_code == status
+            assert compared == [(token.encode(), b"k-one"), (token.encode(), b"k-two")]
 
 
 def test_slow_reply_times_out_with_504(
