@@ -31,9 +31,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --gid 10001 chatbot \
     && useradd --uid 10001 --gid 10001 --create-home chatbot
 COPY --from=build /opt/venv /opt/venv
-# Root-owned and read-only for the service user: the server never writes to its model. With no
-# models/default in the build context the image still builds but the server will not start
-# until a bundle is mounted (see models/README.md).
+# The shipped default model (models/default, CARD.md inside), root-owned and read-only for the
+# service user: the server never writes to its model.
 COPY models /app/models
 # Serving settings come from CHATBOT_* variables (see serve/settings.py); listen on all
 # interfaces so the published port reaches the server.

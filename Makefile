@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SAMPLE := build/sample
 
 .PHONY: install run test lint format lock clean
 
@@ -19,8 +18,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/chatbot prepare --corpus chatterbot --input data/chatterbot-english --out $(SAMPLE) --force
-	$(BIN)/chatbot inspect $(SAMPLE) --batch-size 32
+	$(BIN)/chatbot serve --model models/default --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -187,7 +187,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     bot = Chatbot.load(args.model)
     examples = load_examples(args.data, args.split)
     results = evaluate(
-        bot, examples, batch_size=args.batch_size, limit=args.limit, **_decoding(args)
+        bot,
+        examples,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        samples=args.samples,
+        **_decoding(args),
     )
     if args.attention_plot:
         from chatbot.evaluation.plots import plot_attention
@@ -343,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=("train", "valid"), default="valid")
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
     ev.add_argument("--batch-size", type=int, default=64, metavar="N")
+    ev.add_argument("--samples", type=int, default=5, metavar="N", help="conversations shown (5)")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument("--attention-plot", metavar="OUT.png", help="heatmap of the first example")
     _add_decoding_flags(ev)

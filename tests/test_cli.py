@@ -109,6 +109,9 @@ def test_evaluate_prints_metrics_as_json(tiny_bundle, capsys):
     assert main([*argv, "--limit", "3", "--strategy", "beam", "--beam-width", "2"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results["examples"] == 3 and results["perplexity"] > 1
+    assert len(results["samples"]) == 3
+    assert main([*argv, "--limit", "3", "--samples", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["samples"]) == 1
     assert results["decoding"]["strategy"] == "beam"
     for key in ("bleu", "distinct_1", "distinct_2", "generic_share", "repeated_3gram_share"):
         assert key in results

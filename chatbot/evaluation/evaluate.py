@@ -61,6 +61,8 @@ def evaluate(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
+    if samples < 0:
+        raise ConfigError(f"samples must be at least 0, got {samples}")
     settings = bot.settings(**decoding)
     examples = list(examples[:limit])
     if not examples:

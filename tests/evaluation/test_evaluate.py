@@ -114,6 +114,8 @@ def test_bad_settings_are_refused(bot, examples):
         evaluate(bot, examples, batch_size=0)
     with pytest.raises(ConfigError, match="limit"):
         evaluate(bot, examples, limit=0)
+    with pytest.raises(ConfigError, match="samples"):
+        evaluate(bot, examples, samples=-1)
     with pytest.raises(ConfigError, match="beam_width"):
         evaluate(bot, examples, beam_width=0)
     with pytest.raises(DataError, match="no examples"):

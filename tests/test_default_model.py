@@ -1,0 +1,67 @@
+"""The shipped default model (models/default): it loads, answers, and meets its quality gates.
+
+The first test needs only the repository. The gate test decodes the first contexts of the
+DailyDialog validation split (skipped where ../shared/data is absent) with the shipped decoding
+defaults and checks the gates that models/default/CARD.md reports on the whole split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot.bot import Chatbot
+from chatbot.bundle import Bundle
+from chatbot.corpora import Dialogue, load_corpus
+from chatbot.evaluation.evaluate import evaluate
+from chatbot.evaluation.metrics import repeats_ngram
+from chatbot.examples import dialogue_examples, normalize_dialogue
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+GATE_SAMPLE = 300
+MAX_BUNDLE_BYTES = 25_000_000
+
+
+@pytest.fixture(scope="module")
+def bot() -> Chatbot:
+    return Chatbot.load(DEFAULT_MODEL)
+
+
+def test_shipped_bundle_is_small_and_documented() -> None:
+    size = sum(path.stat().st_size for path in DEFAULT_MODEL.rglob("*") if path.is_file())
+    assert size <= MAX_BUNDLE_BYTES
+    card = json.loads((DEFAULT_MODEL / "card.json").read_text("utf-8"))
+    assert card["format_version"] >= 1
+    assert card["data"]["corpus"] == "dailydialog"
+    assert Bundle.load(DEFAULT_MODEL).config.data.history >= 2  # multi-turn context
+    text = (DEFAULT_MODEL / "CARD.md").read_text("utf-8")
+    assert "non-commercial" in text and "CC BY-NC-SA 4.0" in text
+
+
+def test_shipped_bundle_answers_a_short_conversation(bot: Chatbot) -> None:
+    history: list[str] = []
+    for message in ["Hi, how are you?", "What are you doing this weekend?", "Sounds fun."]:
+        reply = bot.reply(message, history, seed=0)
+        assert reply.text.strip()
+        assert 0 < reply.reply_tokens <= bot.settings().max_length
+        assert not repeats_ngram(reply.text, 3)
+        history += [message, reply.text]
+    assert Bundle.load(DEFAULT_MODEL).config.decoding == bot.settings()
+
+
+def test_quality_gates_on_validation_sample(bot: Chatbot, shared_data: Path) -> None:
+    dialogues = load_corpus("dailydialog", [shared_data / "dailydialog" / "validation.zip"])
+    examples = [
+        example
+        for dialogue in dialogues.dialogues
+        if isinstance(cleaned := normalize_dialogue(dialogue, bot.normalizer), Dialogue)
+        for example in dialogue_examples(cleaned, bot.config.data.history)
+    ]
+    report = evaluate(bot, examples, limit=GATE_SAMPLE, samples=0, seed=0)
+    assert report["replies"] == GATE_SAMPLE
+    assert report["generic_share"] <= 0.05
+    assert report["distinct_2"] >= 0.20
+    assert report["top_reply_share"] <= 0.02
+    assert report["repeated_3gram_share"] == 0.0
