@@ -417,10 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ChatbotError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # the system refused: permissions, a read-only or missing path
+    # OSError: the system refused (permissions, a read-only or missing path, a full disk)
+    except (ChatbotError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

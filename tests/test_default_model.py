@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from chatbot.bot import Chatbot
-from chatbot.bundle import Bundle
+from chatbot.config import load_config
 from chatbot.corpora import Dialogue, load_corpus
 from chatbot.evaluation.evaluate import evaluate
 from chatbot.evaluation.metrics import repeats_ngram
 from chatbot.examples import dialogue_examples, normalize_dialogue
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "default"
+RECIPE = ROOT / "configs" / "default.yaml"
 GATE_SAMPLE = 300
 MAX_BUNDLE_BYTES = 25_000_000
 
@@ -35,9 +37,13 @@ def test_shipped_bundle_is_small_and_documented() -> None:
     card = json.loads((DEFAULT_MODEL / "card.json").read_text("utf-8"))
     assert card["format_version"] >= 1
     assert card["data"]["corpus"] == "dailydialog"
-    assert Bundle.load(DEFAULT_MODEL).config.data.history >= 2  # multi-turn context
     text = (DEFAULT_MODEL / "CARD.md").read_text("utf-8")
     assert "non-commercial" in text and "CC BY-NC-SA 4.0" in text
+
+
+def test_shipped_bundle_follows_the_recipe(bot: Chatbot) -> None:
+    assert bot.config.data.history >= 2  # multi-turn context
+    assert bot.config.decoding == load_config(RECIPE).decoding  # the card's decoding defaults
 
 
 def test_shipped_bundle_answers_a_short_conversation(bot: Chatbot) -> None:
@@ -48,7 +54,6 @@ def test_shipped_bundle_answers_a_short_conversation(bot: Chatbot) -> None:
         assert 0 < reply.reply_tokens <= bot.settings().max_length
         assert not repeats_ngram(reply.text, 3)
         history += [message, reply.text]
-    assert Bundle.load(DEFAULT_MODEL).config.decoding == bot.settings()
 
 
 def test_quality_gates_on_validation_sample(bot: Chatbot, shared_data: Path) -> None:
