@@ -54,7 +54,8 @@ from chatbot.training.schedules import learning_rate, teacher_forcing_probabilit
 
 Strategy = Literal["default", "mirrored", "multi_worker"]
 Precision = Literal["auto", "float32", "mixed_float16"]
-# Training settings that may change when a run resumes; anything else must match.
+# Training settings that may change when a run resumes; anything else must match, except the
+# `decoding` section, which never affects training: a resumed run takes the given one.
 RESUMABLE_CHANGES = {"epochs", "early_stopping_patience", "checkpoint_every_steps"}
 # What restoring a damaged checkpoint raises (TensorFlow reports a bad file with all of these).
 RESTORE_ERRORS = (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError)
@@ -153,6 +154,7 @@ class Trainer:
             given, kept = config.model_dump(mode="json"), previous.model_dump(mode="json")
             for key in RESUMABLE_CHANGES:
                 kept["training"][key] = given["training"][key]
+            kept["decoding"] = given["decoding"]
             differences = _config_differences(kept, given)
             if differences:
                 raise ConfigError(

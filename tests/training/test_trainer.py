@@ -13,7 +13,7 @@ import pytest
 
 from chatbot.bundle import Bundle
 from chatbot.cli import main
-from chatbot.config import load_config
+from chatbot.config import load_config, read_yaml
 from chatbot.errors import ConfigError
 from chatbot.training.trainer import TrainOptions, train
 
@@ -85,8 +85,12 @@ def test_resume_refuses_a_different_architecture_but_allows_more_epochs(prepared
     changed = load_config("configs/tiny.yaml", [*TINY, "model.hidden_size=32"])
     with pytest.raises(ConfigError, match=r"model\.hidden_size \(32 here, 16 in the run\)"):
         train(changed, prepared, tmp_path / "m", quiet(resume=True))
-    longer = load_config("configs/tiny.yaml", [*TINY, "training.epochs=2"])
+    longer = load_config(
+        "configs/tiny.yaml", [*TINY, "training.epochs=2", "decoding.strategy=beam"]
+    )
     assert train(longer, prepared, tmp_path / "m", quiet(resume=True)).epochs_done == 2
+    # decoding settings never affect training: the resumed run's bundle carries the new ones
+    assert read_yaml(tmp_path / "m" / "config.yaml")["decoding"]["strategy"] == "beam"
 
 
 def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_path, capsys):
