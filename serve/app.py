@@ -24,7 +24,7 @@ from chatbot.bot import Chatbot
 from serve.batcher import MicroBatcher
 from serve.deps import require_api_key
 from serve.errors import install_error_handlers
-from serve.limits import BodyLimit
+from serve.limits import BodyLimit, ShedWhenFull
 from serve.metrics import Metrics
 from serve.observe import Observe, log_config
 from serve.routes import chat, health, metrics, models, openai, page, sessions
@@ -112,6 +112,13 @@ def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> 
     )
     app.state.model_name = Path(settings.model).resolve().name
     install_error_handlers(app)
+    replying = {
+        route.path
+        for router in (chat.router, openai.router)
+        for route in router.routes
+        if "POST" in getattr(route, "methods", ())
+    }
+    app.add_middleware(ShedWhenFull, paths=replying)  # inside BodyLimit: drains a bounded body
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # inside CORS and Observe
     if settings.cors_origins:
         app.add_middleware(

@@ -98,8 +98,7 @@ class MicroBatcher:
         """The reply to one request, decoded in whatever batch it joins. Bad settings raise
         `ConfigError` before queueing; a full queue raises `OverloadedError` at once."""
         key = batch_key(self.bot, decoding)
-        if len(self._queue) >= self.max_queue:
-            raise OverloadedError(len(self._queue), self._retry_after())
+        self.check_room()
         job = _Job(
             message, list(history), decoding, key, asyncio.get_running_loop().create_future()
         )
@@ -114,6 +113,11 @@ class MicroBatcher:
                 with contextlib.suppress(ValueError):
                     self._queue.remove(job)
                 self._observe_depth()
+
+    def check_room(self) -> None:
+        """Raise `OverloadedError` while the queue is full."""
+        if len(self._queue) >= self.max_queue:
+            raise OverloadedError(len(self._queue), self._retry_after())
 
     def _retry_after(self) -> int:
         batches_ahead = len(self._queue) / self.max_batch_size + 1

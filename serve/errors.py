@@ -71,9 +71,13 @@ async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
     return error_response(error.status_code, kind, str(error.detail), error.headers)
 
 
-async def _overloaded(_: Request, error: OverloadedError) -> JSONResponse:
+def overloaded_response(error: OverloadedError) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)}
     return error_response(429, "overloaded", str(error), headers)
+
+
+async def _overloaded(_: Request, error: OverloadedError) -> JSONResponse:
+    return overloaded_response(error)
 
 
 async def _api_error(_: Request, error: ApiError) -> JSONResponse:

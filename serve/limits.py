@@ -9,7 +9,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.errors import error_response
+from serve.batcher import OverloadedError
+from serve.errors import error_response, overloaded_response
 from serve.schemas import ChatRequest
 from serve.settings import Settings
 
@@ -72,6 +73,34 @@ class BodyLimit:
         error = BodyTooLarge(self.max_bytes)
         response = error_response(413, "too_large", error.detail, error.headers)
         await response(scope, receive, send)
+
+
+class ShedWhenFull:
+    """ASGI middleware: while the model's queue is full, a request for a reply (a POST to one of
+    `paths`) is refused with 429 and `Retry-After` before it is routed, authenticated, parsed or
+    validated; its body is read and dropped, so the connection stays usable.
+
+    Under overload most requests are refused, and refusing them only once FastAPI had parsed and
+    validated them spent CPU that the model needed for the accepted ones (`bench/overload.py`,
+    README "Overload"). The batcher checks again when a request joins the queue."""
+
+    def __init__(self, app: ASGIApp, paths: set[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            state = scope["app"].state
+            try:
+                if state.batcher is not None:
+                    state.batcher.check_room()
+            except OverloadedError as error:
+                while (await receive()).get("more_body", False):
+                    pass
+                state.metrics.rejected.labels("overloaded").inc()
+                await overloaded_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _error(loc: tuple[str | int, ...], kind: str, msg: str, value: Any) -> dict[str, Any]:

@@ -96,6 +96,11 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_bundle: Path, bot: Chatb
             waiting = pool.submit(client.post, "/v1/chat", json={"message": "second"})
             time.sleep(0.3)
             refused = client.post("/v1/chat", json={"message": "third"})
+            # shed before anything is parsed or validated: a broken body is refused as busy too
+            unparsed = client.post("/v1/chat", content=b"{not json")
+            completions = client.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            )
             held = not decoding.done()  # refused while the first was still held: at once
             gate.set()
             statuses = [decoding.result().status_code, waiting.result().status_code]
@@ -105,9 +110,13 @@ def test_a_full_queue_answers_429_with_retry_after(tiny_bundle: Path, bot: Chatb
         assert refused.status_code == 429 and held
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["type"] == "overloaded"
+        for other in (unparsed, completions):
+            assert other.status_code == 429 and "retry-after" in other.headers
+            assert other.json()["error"]["type"] == "overloaded"
         assert statuses == [200, 200]
+        assert client.post("/v1/chat", content=b"{not json").status_code == 422  # room again
         metrics = client.get("/metrics").text
-        assert _metric(metrics, "chatbot_rejected_requests_total", reason="overloaded") == 1
+        assert _metric(metrics, "chatbot_rejected_requests_total", reason="overloaded") == 3
         assert _metric(metrics, "chatbot_queue_depth") == 0
 
 
