@@ -59,7 +59,12 @@ class Chatbot:
         self.config = bundle.config
         self.tokenizer = bundle.tokenizer
         self.normalizer = Normalizer(bundle.config.data.normalizer)
-        self.generator = Generator(bundle.model, jit_compile=jit_compile, xla_max_rows=xla_max_rows)
+        self.generator = Generator(
+            bundle.model,
+            jit_compile=jit_compile,
+            xla_max_rows=xla_max_rows,
+            canonical_ids=bundle.tokenizer.canonical_ids(),
+        )
 
     @classmethod
     def load(

@@ -191,7 +191,7 @@ class ExportedChatbot(tf.Module):
             spec, knobs, _ = bot.plan(settings)
             if settings.seed is None:
                 knobs = knobs._replace(seed=tf.random.uniform([2], 0, 2**31 - 1, tf.int32))
-            decoded = decode(self.model, source_ids, spec, knobs)
+            decoded = decode(self.model, source_ids, spec, knobs, bot.generator.canonical)
             scores = decoded.scores
             if settings.mmi_lambda:  # as Chatbot._rerank: minus lambda * log p(reply)
                 batch, width = tf.shape(scores)[0], tf.shape(scores)[1]

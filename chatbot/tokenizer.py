@@ -107,6 +107,20 @@ class Tokenizer:
     def id_to_piece(self, token_id: int) -> str:
         return self._processor.id_to_piece(token_id)
 
+    def canonical_ids(self) -> np.ndarray:
+        """int32 [vocab]: for each id, the first id whose piece reads the same once lowercased
+        and stripped of the word-start mark, so that n-gram blocking sees what a reader (and
+        the reply metrics) see: "What happened? what happened?" repeats a 3-gram although
+        `▁What` and `▁what` are different pieces."""
+        first: dict[str, int] = {}
+        canonical = np.arange(self.vocab_size, dtype=np.int32)
+        for token_id in range(self.vocab_size):
+            if self._processor.is_control(token_id) or self._processor.is_unknown(token_id):
+                continue
+            key = self.id_to_piece(token_id).lstrip("\u2581").lower() or "\u2581"
+            canonical[token_id] = first.setdefault(key, token_id)
+        return canonical
+
     def _check_special_ids(self) -> None:
         expected = {
             PAD_ID: "<pad>",

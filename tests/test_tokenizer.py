@@ -118,3 +118,20 @@ def test_too_small_vocabulary_is_a_clear_error():
 def test_join_context_puts_separators_between_turns_and_eos_last():
     assert join_context([[10, 11], [12], [13, 14]]) == [10, 11, SEP_ID, 12, SEP_ID, 13, 14, EOS_ID]
     assert join_context([[7]]) == [7, EOS_ID]
+
+
+def test_canonical_ids_join_pieces_that_differ_only_in_case_or_word_start(tiny_tokenizer):
+    canonical = tiny_tokenizer.canonical_ids().tolist()
+    assert len(canonical) == tiny_tokenizer.vocab_size
+    assert canonical[:5] == [PAD_ID, UNK_ID, BOS_ID, EOS_ID, SEP_ID]  # specials stay apart
+
+    def key(token_id: int) -> str:
+        return tiny_tokenizer.id_to_piece(token_id).lstrip("\u2581").lower()
+
+    groups: dict[str, set[int]] = {}
+    for token_id in range(5, len(canonical)):
+        groups.setdefault(key(token_id), set()).add(canonical[token_id])
+    assert all(len(firsts) == 1 for firsts in groups.values())  # one canonical id per reading
+    assert len(set(canonical)) == len(groups) + 5  # and different readings stay apart
+    upper, lower = (tiny_tokenizer.encode([word])[0] for word in ("What", "what"))
+    assert canonical[upper[-2]] == canonical[lower[-2]]  # "W" and "▁w"

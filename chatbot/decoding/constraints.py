@@ -36,9 +36,26 @@ def suffix(tokens: tf.Tensor, length: tf.Tensor, size: int) -> tuple[tf.Tensor, 
     )
 
 
-def ngram_bans(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int, vocab_size: int):
+def ngram_bans(
+    memory: tf.Tensor,
+    tail: tf.Tensor,
+    ready: tf.Tensor,
+    n: int,
+    vocab_size: int,
+    canonical: tf.Tensor | None = None,
+) -> tf.Tensor:
     """Ban every token that would complete an n-gram already present in `memory` [R, M]
-    (ids, -1 for positions that must not match) after the row's last n-1 tokens `tail`."""
+    (ids, -1 for positions that must not match) after the row's last n-1 tokens `tail`.
+    With `canonical` [V], ids that map to the same canonical id count as one token."""
+    if canonical is None:
+        return _ngram_bans(memory, tail, ready, n, vocab_size)
+    memory = tf.where(memory >= 0, tf.gather(canonical, tf.maximum(memory, 0)), -1)
+    tail = tf.gather(canonical, tf.maximum(tail, 0))
+    banned = _ngram_bans(memory, tail, ready, n, vocab_size)
+    return tf.gather(banned, canonical, axis=1)  # every id whose canonical id is banned
+
+
+def _ngram_bans(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int, vocab_size: int):
     rows = tf.shape(memory)[0]
     width = tf.shape(memory)[1]
     if n == 1:

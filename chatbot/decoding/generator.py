@@ -53,9 +53,15 @@ class Generator:
     since each new input shape costs a compilation."""
 
     def __init__(
-        self, model: Seq2Seq, *, jit_compile: JitPolicy = False, xla_max_rows: int = XLA_MAX_ROWS
+        self,
+        model: Seq2Seq,
+        *,
+        jit_compile: JitPolicy = False,
+        xla_max_rows: int = XLA_MAX_ROWS,
+        canonical_ids: np.ndarray | None = None,
     ) -> None:
         self.model = model
+        self.canonical = None if canonical_ids is None else tf.constant(canonical_ids, tf.int32)
         self.jit_compile = jit_compile
         self.xla_max_rows = xla_max_rows
         self._loops: dict[tuple[SearchSpec, bool], Any] = {}
@@ -66,7 +72,7 @@ class Generator:
     def _loop(self, spec: SearchSpec, xla: bool) -> Any:
         if (spec, xla) not in self._loops:
             self._loops[spec, xla] = tf.function(
-                lambda source, knobs: decode(self.model, source, spec, knobs),
+                lambda source, knobs: decode(self.model, source, spec, knobs, self.canonical),
                 input_signature=[_IDS, _KNOBS],
                 jit_compile=xla,
             )

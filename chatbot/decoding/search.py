@@ -109,8 +109,16 @@ def _repeat(value: Any, times: int) -> Any:
     return tf.nest.map_structure(lambda v: tf.repeat(v, times, axis=0), value)
 
 
-def decode(model: Seq2Seq, source_ids: tf.Tensor, spec: SearchSpec, knobs: Knobs) -> Decoded:
-    """Decode a batch of sources [B, S]; build the graph inside a `tf.function`."""
+def decode(
+    model: Seq2Seq,
+    source_ids: tf.Tensor,
+    spec: SearchSpec,
+    knobs: Knobs,
+    canonical: tf.Tensor | None = None,
+) -> Decoded:
+    """Decode a batch of sources [B, S]; build the graph inside a `tf.function`. n-gram
+    blocking treats ids with the same `canonical` id [V] (see `Tokenizer.canonical_ids`) as
+    one token; without it, only equal ids."""
     batch = tf.shape(source_ids)[0]
     width = spec.width
     rows = batch * width
@@ -151,11 +159,11 @@ def decode(model: Seq2Seq, source_ids: tf.Tensor, spec: SearchSpec, knobs: Knobs
             n = spec.no_repeat_ngram
             history = tf.where(tf.range(length)[None, :] < t, loop.tokens, -1)
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned |= ngram_bans(history, tail, ready, n, vocab_size)
+            banned |= ngram_bans(history, tail, ready, n, vocab_size, canonical)
         if spec.block_context_ngram:
             n = spec.block_context_ngram
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned |= ngram_bans(context, tail, ready, n, vocab_size)
+            banned |= ngram_bans(context, tail, ready, n, vocab_size, canonical)
         if spec.banned:
             banned |= phrase_bans(loop.tokens, t, spec.banned, vocab_size)
         allowed = tf.where(banned, NEG_INF, log_probs)
