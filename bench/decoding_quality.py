@@ -3,12 +3,14 @@
     python bench/decoding_quality.py --model models/default --data build/dailydialog \
         [--limit N] [--candidates FILE.yaml] [--markdown]
 
-Each candidate is a named set of decoding overrides, run through `chatbot evaluate` on the
-same examples: distinct-1/2, the share of generic replies, of replies repeating a 3-gram and
-of the most common reply, mean length and sacreBLEU against the references. Perplexity does
-not depend on decoding, so it is reported once. The default candidates compare greedy, beam
-search (length penalty, n-gram blocking), beam search with MMI reranking and sampling; this is
-how the default model's serving defaults are chosen (models/default/CARD.md).
+Each candidate is a named set of decoding overrides of the neutral defaults (`DecodingConfig`:
+greedy, no blocking, minimum length 1), never of the bundle's own defaults, run through
+`chatbot evaluate` on the same examples: distinct-1/2, the share of generic replies, of
+replies repeating a 3-gram and of the most common reply, mean length and sacreBLEU against the
+references. Perplexity does not depend on decoding, so it is reported once. The default
+candidates compare greedy, beam search (length penalty, n-gram blocking), beam search with
+MMI reranking and sampling; this is how the default model's serving defaults are chosen
+(models/default/CARD.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from chatbot.bot import Chatbot
-from chatbot.config import read_yaml
+from chatbot.config import DecodingConfig, read_yaml
 from chatbot.evaluation.evaluate import evaluate, load_examples
 
 BLOCK = {"no_repeat_ngram": 3}
@@ -155,8 +157,10 @@ def main() -> None:
     bot = Chatbot.load(args.model)
     examples = load_examples(args.data, args.split)
     results: dict[str, Any] = {"model": args.model, "data": args.data, "candidates": {}}
+    neutral = DecodingConfig().model_dump()  # not the bundle's defaults, which a row would inherit
     for name, decoding in candidates.items():
-        report = evaluate(bot, examples, batch_size=args.batch_size, limit=args.limit, **decoding)
+        settings = {**neutral, **decoding}
+        report = evaluate(bot, examples, batch_size=args.batch_size, limit=args.limit, **settings)
         results["examples"] = report.pop("examples")
         results["perplexity"] = report.pop("perplexity")
         report.pop("nll_per_token")
