@@ -558,6 +558,7 @@ class Trainer:
                 "corpus": stats.get("corpus"),
                 "splits": stats.get("splits"),
                 "inputs": self.data.manifest.get("inputs"),
+                "valid_inputs": self.data.manifest.get("valid_inputs"),
             },
             "training": {
                 "epochs_done": report.epochs_done,

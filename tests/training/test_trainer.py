@@ -35,6 +35,9 @@ def test_training_writes_a_bundle_that_loads_and_answers(prepared, tmp_path):
     assert all(np.isfinite(r["val_loss"]) and r["val_perplexity"] > 1 for r in bundle.history)
     assert bundle.card["command"] == "chatbot train ..."
     assert bundle.card["data"]["splits"]["train"]["examples"] == 48
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    for key in ("inputs", "valid_inputs"):  # where the data came from, both splits
+        assert bundle.card["data"][key] == manifest[key]
     assert bundle.card["metrics"]["val_loss"] == min(r["val_loss"] for r in bundle.history)
     ids = np.array([[10, 11, 3]], "int32")
     logits = bundle.model({"source_ids": ids, "decoder_input_ids": np.array([[2]], "int32")})
