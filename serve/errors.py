@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from chatbot.errors import ChatbotError
 from serve.batcher import OverloadedError
+from serve.metrics import Metrics
 
 
 class ApiError(Exception):
@@ -71,13 +72,16 @@ async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
     return error_response(error.status_code, kind, str(error.detail), error.headers)
 
 
-def overloaded_response(error: OverloadedError) -> JSONResponse:
+def overloaded_response(error: OverloadedError, metrics: Metrics) -> JSONResponse:
+    """The one way a refusal for a full queue is counted and answered: 429 with `Retry-After`,
+    from the exception handler and from the middleware that sheds before parsing alike."""
+    metrics.rejected.labels("overloaded").inc()
     headers = {"Retry-After": str(error.retry_after)}
     return error_response(429, "overloaded", str(error), headers)
 
 
-async def _overloaded(_: Request, error: OverloadedError) -> JSONResponse:
-    return overloaded_response(error)
+async def _overloaded(request: Request, error: OverloadedError) -> JSONResponse:
+    return overloaded_response(error, request.app.state.metrics)
 
 
 async def _api_error(_: Request, error: ApiError) -> JSONResponse:

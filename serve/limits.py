@@ -97,8 +97,7 @@ class ShedWhenFull:
             except OverloadedError as error:
                 while (await receive()).get("more_body", False):
                     pass
-                state.metrics.rejected.labels("overloaded").inc()
-                await overloaded_response(error)(scope, receive, send)
+                await overloaded_response(error, state.metrics)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from chatbot.bot import Reply
-from serve.batcher import MicroBatcher, OverloadedError
+from serve.batcher import MicroBatcher
 from serve.deps import chat_request, get_batcher, get_settings
 from serve.errors import ApiError
 from serve.schemas import CandidateOut, ChatRequest, ChatResponse, Usage, error_responses
@@ -40,9 +40,6 @@ async def generate(
         metrics.rejected.labels("timeout").inc()
         message = f"no reply within {settings.request_timeout_s:g} s"
         raise ApiError(504, "timeout", message) from None
-    except OverloadedError:
-        metrics.rejected.labels("overloaded").inc()
-        raise
     if reply is None:
         metrics.rejected.labels("disconnected").inc()
         raise ApiError(499, "client_closed", "the client closed the connection")  # sent nowhere
