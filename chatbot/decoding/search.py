@@ -35,6 +35,7 @@ from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID
 
 NEG_INF = -1e9
+NUCLEUS_HEAD = 64  # tokens sorted for top-k/top-p before falling back to a full sort
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,51 @@ def gnmt_penalty(length: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def filter_for_sampling(log_probs: tf.Tensor, knobs: Knobs) -> tf.Tensor:
+def filter_for_sampling(log_probs: tf.Tensor, knobs: Knobs, head: int = NUCLEUS_HEAD) -> tf.Tensor:
     """Temperature, then keep the top-k tokens (k = 0: all) and the smallest set whose
-    probability reaches top_p (nucleus sampling, Holtzman et al. 2020)."""
+    probability reaches top_p (nucleus sampling, Holtzman et al. 2020).
+
+    Sorting the whole vocabulary every step costs more than the rest of a sampled step, so
+    only the `head` likeliest tokens are sorted; a row whose top-k or nucleus reaches beyond
+    them (a flat distribution, a large top-k) is then sorted whole, one row at a time, since few
+    rows need it. Without top-k and top-p nothing is sorted."""
     logits = log_probs / knobs.temperature
     vocab_size = tf.shape(logits)[-1]
     k = tf.where(knobs.top_k > 0, tf.minimum(knobs.top_k, vocab_size), vocab_size)
-    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
-    kth = tf.gather(ordered, k - 1, axis=-1)[:, None]
-    probs = tf.nn.softmax(ordered, axis=-1)
-    mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
-    kept = tf.reduce_sum(tf.cast(mass_before < knobs.top_p, tf.int32), axis=-1, keepdims=True)
-    kept = tf.maximum(kept, 1)  # the likeliest token always stays, however small top_p is
-    nucleus_floor = tf.gather(ordered, kept - 1, axis=-1, batch_dims=1)
-    floor = tf.maximum(kth, nucleus_floor)
-    return tf.where(logits >= floor, logits, NEG_INF)
+    log_total = tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+
+    def floor(ordered: tf.Tensor, log_total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The lowest kept logit per row given its likeliest logits in descending order, and
+        whether they were enough to settle it."""
+        width = ordered.shape[-1]
+        kth = tf.gather(ordered, tf.minimum(k, width) - 1, axis=-1)[:, None]
+        probs = tf.exp(ordered - log_total)
+        before = tf.cumsum(probs, axis=-1, exclusive=True)  # the mass of likelier tokens
+        # top_p = 1 keeps every token: summed in float32, the mass can reach 1 before the tail
+        inside = (before < knobs.top_p) | (knobs.top_p >= 1.0)
+        kept = tf.reduce_sum(tf.cast(inside, tf.int32), axis=-1)
+        kept = tf.maximum(kept, 1)  # the likeliest token always stays, however small top_p is
+        nucleus = tf.gather(ordered, kept[:, None] - 1, axis=-1, batch_dims=1)
+        reached = (knobs.top_p < 1.0) & (before[:, -1] + probs[:, -1] >= knobs.top_p)
+        return tf.maximum(kth, nucleus), (k <= width) | reached
+
+    def filtered() -> tf.Tensor:
+        cutoff, settled = floor(
+            tf.math.top_k(logits, min(head, logits.shape[-1])).values, log_total
+        )
+        unsettled = tf.argsort(tf.cast(settled, tf.int32), stable=True)  # those rows first
+
+        def settle(i: tf.Tensor, cutoff: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            row = unsettled[i : i + 1]
+            ordered = tf.sort(tf.gather(logits, row), axis=-1, direction="DESCENDING")
+            row_cutoff, _ = floor(ordered, tf.gather(log_total, row))
+            return i + 1, tf.tensor_scatter_nd_update(cutoff, row[:, None], row_cutoff)
+
+        pending = tf.reduce_sum(tf.cast(~settled, tf.int32))
+        _, cutoff = tf.while_loop(lambda i, _: i < pending, settle, (tf.constant(0), cutoff))
+        return tf.where(logits >= cutoff, logits, NEG_INF)
+
+    return tf.cond((knobs.top_k <= 0) & (knobs.top_p >= 1.0), lambda: logits, filtered)
 
 
 class _Loop(NamedTuple):
