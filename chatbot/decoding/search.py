@@ -112,7 +112,7 @@ def filter_for_sampling(log_probs: tf.Tensor, knobs: Knobs, head: int = NUCLEUS_
         unsettled = tf.argsort(tf.cast(settled, tf.int32), stable=True)  # those rows first
 
         def settle(i: tf.Tensor, cutoff: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            row = unsettled[i : i + 1]
+            row = tf.reshape(tf.gather(unsettled, i), [1])  # a slice would be dynamic to XLA
             ordered = tf.sort(tf.gather(logits, row), axis=-1, direction="DESCENDING")
             row_cutoff, _ = floor(ordered, tf.gather(log_total, row))
             return i + 1, tf.tensor_scatter_nd_update(cutoff, row[:, None], row_cutoff)

@@ -304,3 +304,21 @@ def test_sampling_filter_sorting_a_head_keeps_what_a_full_sort_keeps(
     filtered = FILTERS[head, xla](log_probs, knobs(top_k=top_k, top_p=top_p))
     expected = nucleus_reference(log_probs.numpy(), top_k, top_p)
     np.testing.assert_array_equal(filtered.numpy() > NEG_INF / 2, expected)
+
+
+def test_xla_sampling_with_a_nucleus_compiles_and_keeps_to_it():
+    """The nucleus filter's per-row fallback is a loop inside the decoding loop; XLA must
+    compile it for one row and for several (the server decodes small batches with XLA) over a
+    vocabulary larger than the sorted head, and the draws must stay inside the nucleus: with
+    top_p tiny only the likeliest token is left, so sampling is greedy."""
+    keras.utils.set_random_seed(0)
+    model = Seq2Seq(ModelConfig(embedding_dim=6, hidden_size=8, attention_units=4), 2 * 64)
+    model.build()
+    graph, xla = Generator(model), Generator(model, jit_compile=True)
+    for source, top_p in itertools.product((SOURCE[:1], SOURCE), (1e-6, 0.7)):
+        spec, settings = SearchSpec("sample", 1), knobs(max_length=6, top_p=top_p)
+        sampled = xla.generate(source, spec, settings)
+        assert sampled.tokens.shape[:2] == (len(source), 1)
+        if top_p < 1e-3:
+            greedy = graph.generate(source, SearchSpec("greedy"), settings)
+            np.testing.assert_array_equal(sampled.tokens[:, 0], greedy.tokens[:, 0])
