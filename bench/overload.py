@@ -1,13 +1,15 @@
 """Overload soak: twice the sustainable request rate for a while, then recovery, as JSON.
 
     python bench/overload.py [--model DIR | --config configs/default.yaml] [--seconds 60]
+        [--max-batch-size N] [--max-queue N] [--strategy greedy|sample|beam]
 
-Starts `chatbot serve` on a free loopback port (bounded queue, every batch shape compiled
-before readiness), then:
+Starts `chatbot serve` on a free loopback port (the server's own batch and queue limits unless
+given, every batch shape compiled before readiness), then:
 
 1. idle: one closed-loop client for `--idle-seconds`: the unloaded latency;
-2. baseline: `--clients` closed-loop clients for `--baseline-seconds`; their throughput is the
-   sustainable rate and their p99 the latency of a busy but not overloaded server;
+2. baseline: `--clients` closed-loop clients (by default as many as a full batch plus a full
+   queue, so none is refused) for `--baseline-seconds`; their throughput is the sustainable
+   rate and their p99 the latency of a busy but not overloaded server;
 3. overload: open-loop arrivals (Poisson) at `--factor` times that rate for `--seconds`, each
    request on its own, as real users would keep arriving; a request's latency counts from its
    scheduled arrival, so a load generator that falls behind cannot hide queueing (no
@@ -52,6 +54,8 @@ from serve_load import (  # a sibling script, not a package
     rotated,
     running_server,
 )
+
+from serve.settings import Settings
 
 SHED = (429, 503)
 
@@ -271,24 +275,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="bundle to serve (default: random weights, see --config)")
     parser.add_argument("--config", default="configs/default.yaml", help="random bundle's dims")
-    parser.add_argument("--clients", type=int, default=32, help="baseline closed-loop clients")
+    parser.add_argument(
+        "--clients", type=int, help="baseline closed-loop clients (default: batch size + queue)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=60.0, help="overload duration")
     parser.add_argument("--factor", type=float, default=2.0, help="offered / sustainable rate")
-    parser.add_argument("--max-queue", type=int, default=64, help="CHATBOT_MAX_QUEUE")
+    parser.add_argument(
+        "--max-batch-size", type=int, help="CHATBOT_MAX_BATCH_SIZE (server default)"
+    )
+    parser.add_argument("--max-queue", type=int, help="CHATBOT_MAX_QUEUE (server default)")
+    parser.add_argument(
+        "--strategy",
+        choices=("greedy", "sample", "beam"),
+        default="greedy",
+        help="decoding each request asks for; the bundle's other decoding defaults apply",
+    )
     parser.add_argument("--max-length", type=int, default=32, help="reply tokens at most")
     parser.add_argument("--min-length", type=int, help="reply tokens at least")
     parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     parser.add_argument("--startup-timeout", type=float, default=400.0)
     args = parser.parse_args()
 
-    os.environ.update(
-        CHATBOT_MAX_QUEUE=str(args.max_queue),
-        CHATBOT_WARM_UP="all_shapes",
-        CHATBOT_LOG_LEVEL="warning",
-    )
+    limits = {"CHATBOT_MAX_BATCH_SIZE": args.max_batch_size, "CHATBOT_MAX_QUEUE": args.max_queue}
+    os.environ.update({name: str(value) for name, value in limits.items() if value is not None})
+    os.environ.update(CHATBOT_WARM_UP="all_shapes", CHATBOT_LOG_LEVEL="warning")
+    served_with = Settings()  # what the server will read from the same environment
+    if args.clients is None:  # enough to keep every batch full, too few to be refused
+        args.clients = served_with.max_batch_size + served_with.max_queue
     with tempfile.TemporaryDirectory(prefix="overload_") as tmp:
         served = args.model or str(build_random_bundle(args.config, Path(tmp) / "random"))
         with running_server(served, Path(tmp) / "server.log", args.startup_timeout) as (
@@ -302,7 +318,9 @@ def main() -> None:
                 "benchmark": "overload",
                 "model": args.model or f"random weights at {args.config}",
                 "factor": args.factor,
-                "max_queue": args.max_queue,
+                "max_batch_size": served_with.max_batch_size,
+                "max_queue": served_with.max_queue,
+                "strategy": args.strategy,
                 "overload_seconds": args.seconds,
                 **result,
                 "cpus": os.cpu_count(),

@@ -178,7 +178,7 @@ def wait_ready(url: str, timeout: float, server: subprocess.Popen[bytes] | None 
 
 
 def chat_body(message: str, args: argparse.Namespace) -> dict[str, Any]:
-    decoding: dict[str, Any] = {"strategy": "greedy", "max_length": args.max_length}
+    decoding: dict[str, Any] = {"strategy": args.strategy, "max_length": args.max_length}
     if args.min_length is not None:
         decoding["min_length"] = args.min_length
     return {"message": message, "decoding": decoding}
@@ -261,6 +261,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per concurrency level")
     parser.add_argument(
         "--warmup-seconds", type=float, default=5.0, help="unrecorded load before each level"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("greedy", "sample", "beam"),
+        default="greedy",
+        help="decoding each request asks for; the bundle's other decoding defaults apply",
     )
     parser.add_argument("--max-length", type=int, default=32, help="reply tokens at most")
     parser.add_argument("--min-length", type=int, help="reply tokens at least (bundle default)")
