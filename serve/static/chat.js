@@ -7,6 +7,8 @@
   const API_URL = "v1/chat/completions"; // relative, so the page also works under a path prefix
   const KEY_STORAGE = "chatbot.apiKey";
   const DECODING_STORAGE = "chatbot.decoding";
+  const BUSY_RETRIES = 3; // a busy server (429/503 with Retry-After) is asked again this often
+  const MAX_RETRY_WAIT_S = 10;
 
   const $ = (id) => document.getElementById(id);
   const log = $("log");
@@ -116,6 +118,31 @@
     statusBox.textContent = busy ? "Waiting for the reply\u2026" : "";
   }
 
+  function sleep(seconds, signal) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, seconds * 1000);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(new DOMException("Aborted", "AbortError"));
+      });
+    });
+  }
+
+  /** POST the request; while the server says it is busy (429 or 503 with Retry-After), wait
+   * as long as it asks (within MAX_RETRY_WAIT_S) and ask again, up to BUSY_RETRIES times. */
+  async function post(init, signal) {
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(API_URL, Object.assign({ signal: signal }, init));
+      const wait = parseInt(response.headers.get("Retry-After") || "", 10);
+      const busy = response.status === 429 || response.status === 503;
+      if (!busy || !(wait >= 0) || attempt >= BUSY_RETRIES) return response;
+      const seconds = Math.min(wait, MAX_RETRY_WAIT_S);
+      statusBox.textContent = "The server is busy; asking again in " + seconds + " s\u2026";
+      await sleep(seconds, signal);
+      statusBox.textContent = "Waiting for the reply\u2026";
+    }
+  }
+
   /** A readable sentence for an HTTP error: this server's {"error": {"message", "type"}},
    * FastAPI's {"detail": "..."} or {"detail": [{"loc", "msg"}, ...]}, or the raw body. */
   function describeHttpError(response, bodyText) {
@@ -191,12 +218,8 @@
     inFlight = controller;
     setBusy(true);
     try {
-      const response = await fetch(API_URL, {
-        method: "POST",
-        headers: headers,
-        body: JSON.stringify(body),
-        signal: controller.signal,
-      });
+      const init = { method: "POST", headers: headers, body: JSON.stringify(body) };
+      const response = await post(init, controller.signal);
       if (!response.ok) throw new Error(describeHttpError(response, await response.text()));
       const type = response.headers.get("content-type") || "";
       if (type.includes("text/event-stream")) {

@@ -1,7 +1,7 @@
 """The chat page in a real headless Chromium against a real uvicorn server: a streamed reply
 per message, greedy then beam search (the request the page sends is recorded in the browser),
-a new conversation, a phone-width layout, and readable errors (401, 422) with the API key
-entered in the page and remembered. Skipped where Chromium or chromedriver is not installed."""
+a new conversation, a phone-width layout, readable errors (401, 422) with the API key
+entered in the page and remembered, and a busy server (429) asked again after its Retry-After. Skipped where Chromium or chromedriver is not installed."""
 
 from __future__ import annotations
 
@@ -48,10 +48,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Wraps window.fetch so a test can read the exact requests the page sent.
 RECORD_FETCH = """
 window.__sent = [];
-const realFetch = window.fetch.bind(window);
+window.__realFetch = window.fetch.bind(window);
 window.fetch = (url, init) => {
   window.__sent.push({url: String(url), headers: init.headers, body: init.body});
-  return realFetch(url, init);
+  return window.__realFetch(url, init);
 };
 """
 
@@ -292,3 +292,36 @@ def test_reply_streams_in_as_plain_text(browser: WebDriver, page_url: str) -> No
         {"role": "assistant", "content": "<b>Hello</b> café & bye"},
         {"role": "user", "content": "And?"},
     ]
+
+
+# The first `window.__busy` requests are answered 429 with `Retry-After: window.__retryAfter`
+# (as the server does while its queue is full); later ones reach the real server.
+BUSY_SERVER = """
+window.__sent = [];
+window.fetch = (url, init) => {
+  window.__sent.push({url: String(url), headers: init.headers, body: init.body});
+  if (window.__sent.length > window.__busy) return window.__realFetch(url, init);
+  const body = JSON.stringify({error: {message: "the server is busy", type: "overloaded"}});
+  const headers = {"Content-Type": "application/json", "Retry-After": window.__retryAfter};
+  return Promise.resolve(new Response(body, {status: 429, headers: headers}));
+};
+"""
+
+
+def test_a_busy_server_is_asked_again_after_its_retry_after(
+    browser: WebDriver, page_url: str
+) -> None:
+    browser.set_window_size(1024, 768)
+    open_page(browser, page_url)
+    browser.execute_script("window.__busy = 1; window.__retryAfter = '1';" + BUSY_SERVER)
+    send(browser, "Hi")
+    status = browser.find_element(By.ID, "status")
+    wait(browser).until(lambda _: "busy; asking again in 1 s" in status.text)
+    assert wait_for_replies(browser, 1)  # answered by the second request, no error shown
+    assert len(sent_requests(browser)) == 2
+
+    # A server that stays busy: three more tries, then its error is shown.
+    browser.execute_script("window.__busy = 100; window.__retryAfter = '0';" + BUSY_SERVER)
+    send(browser, "Again")
+    assert "429" in wait_for_error(browser) and "busy" in wait_for_error(browser)
+    assert len(sent_requests(browser)) == 4

@@ -132,7 +132,8 @@ def gated(bot: Chatbot) -> GatedBot:
 
 @pytest.fixture(scope="module")
 def served(tiny_bundle: Path, gated: GatedBot) -> Iterator[tuple[FastAPI, int]]:
-    settings = make_settings(tiny_bundle, max_body_bytes=64 * 1024)
+    # a queue deep enough for the 20 requests the disconnect test parks behind a blocked batch
+    settings = make_settings(tiny_bundle, max_body_bytes=64 * 1024, max_queue=32)
     app = create_app(settings, bot=gated)  # type: ignore[arg-type]
     with live_server(app) as port:
         yield app, port
