@@ -1,7 +1,8 @@
 """The chat page in a real headless Chromium against a real uvicorn server: a streamed reply
 per message, greedy then beam search (the request the page sends is recorded in the browser),
 a new conversation, a phone-width layout, readable errors (401, 422) with the API key
-entered in the page and remembered, and a busy server (429) asked again after its Retry-After. Skipped where Chromium or chromedriver is not installed."""
+entered in the page and remembered, and a busy server (429) asked again after its
+Retry-After. Skipped where Chromium or chromedriver is not installed."""
 
 from __future__ import annotations
 
