@@ -17,8 +17,8 @@ class Settings(BaseSettings):
     decoded in micro-batches of up to `max_batch_size`, gathered for `batch_window_ms`; beyond
     `max_queue` waiting requests the server answers 429. The defaults favour latency: a request
     waits at most for the batch being decoded and then decodes in a batch of four, so under
-    twice the sustainable load the replies that are accepted stay within about twice a lone
-    request's latency (README, "Overload"); on this CPU a batch of four already gives most of
+    twice the sustainable load the replies that are accepted stay within 2.5 times a lone
+    request's p99 latency (README, "Overload"); on this CPU a batch of four already gives most of
     the throughput a batch of 32 does. Raise both for throughput at the cost of latency.
     Sessions idle for `session_ttl_s` are forgotten, and each keeps its newest
     `session_max_turns` turns.
