@@ -150,7 +150,7 @@ def decode(
     """Decode a batch of sources [B, S]; build the graph inside a `tf.function`. n-gram
     blocking treats ids with the same `canonical` id [V] (see `Tokenizer.canonical_ids`) as
     one token; without it, only equal ids."""
-    batch = tf.shape(source_ids)[0]
+    batch = source_ids.shape[0] or tf.shape(source_ids)[0]  # static when known: fixed shapes
     width = spec.width
     rows = batch * width
     vocab_size = model.vocab_size
