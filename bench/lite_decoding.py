@@ -28,9 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
-from chatbot.benchmark import build_for_benchmark, median_ms, random_batch
+from chatbot.benchmark import build_for_benchmark, fixed_length_knobs, median_ms, random_batch
 from chatbot.config import load_config
-from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.generator import Generator
 from chatbot.decoding.search import SearchSpec, decode
 
 STEPS = 10
@@ -79,16 +79,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = build_for_benchmark(load_config(args.config))
-    knobs = make_knobs(
-        max_length=STEPS - 1,
-        min_length=STEPS - 1,
-        length_penalty=0.6,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        repetition_penalty=1.0,
-        seed=[0, 0],
-    )
+    knobs = fixed_length_knobs(STEPS)
     source = np.asarray(random_batch(model.vocab_size, 1, SOURCE_LEN, 2)[0]["source_ids"])
     generator = Generator(model, jit_compile="auto")
     result: dict[str, Any] = {"config": args.config, "threads": args.threads}

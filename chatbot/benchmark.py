@@ -16,7 +16,7 @@ import numpy as np
 
 from chatbot.config import Config
 from chatbot.decoding.generator import Generator, make_knobs
-from chatbot.decoding.search import SearchSpec
+from chatbot.decoding.search import Knobs, SearchSpec
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.optimizer import FusedAdam
@@ -73,14 +73,10 @@ def training_speed(
     }
 
 
-def decoding_speed(
-    config: Config, *, source_len: int = 10, steps: int = 10, repeats: int = 20, warmup: int = 3
-) -> dict[str, float]:
-    """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
-    sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1."""
-    model = build_for_benchmark(config)
-    generator = Generator(model, jit_compile="auto")
-    knobs = make_knobs(
+def fixed_length_knobs(steps: int) -> Knobs:
+    """Decoding settings under which every hypothesis runs exactly `steps` decoder steps, the
+    last one the forced end of sequence, so timings do not depend on when replies end."""
+    return make_knobs(
         max_length=steps - 1,
         min_length=steps - 1,
         length_penalty=0.6,
@@ -90,6 +86,16 @@ def decoding_speed(
         repetition_penalty=1.0,
         seed=[0, 0],
     )
+
+
+def decoding_speed(
+    config: Config, *, source_len: int = 10, steps: int = 10, repeats: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
+    sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1."""
+    model = build_for_benchmark(config)
+    generator = Generator(model, jit_compile="auto")
+    knobs = fixed_length_knobs(steps)
     source = random_batch(model.vocab_size, 32, source_len, 2)[0]["source_ids"]
     cases = {
         "greedy_ms_b1": (SearchSpec("greedy"), source[:1]),
