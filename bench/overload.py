@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import (  # a sibling script, not a package
     MESSAGES,
+    add_request_arguments,
     build_random_bundle,
     chat_body,
     percentile,
@@ -287,14 +288,7 @@ def main() -> None:
         "--max-batch-size", type=int, help="CHATBOT_MAX_BATCH_SIZE (server default)"
     )
     parser.add_argument("--max-queue", type=int, help="CHATBOT_MAX_QUEUE (server default)")
-    parser.add_argument(
-        "--strategy",
-        choices=("greedy", "sample", "beam"),
-        default="greedy",
-        help="decoding each request asks for; the bundle's other decoding defaults apply",
-    )
-    parser.add_argument("--max-length", type=int, default=32, help="reply tokens at most")
-    parser.add_argument("--min-length", type=int, help="reply tokens at least")
+    add_request_arguments(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     parser.add_argument("--startup-timeout", type=float, default=400.0)
     args = parser.parse_args()

@@ -177,6 +177,18 @@ def wait_ready(url: str, timeout: float, server: subprocess.Popen[bytes] | None 
     raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout:g} s")
 
 
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The decoding every request asks for, as `chat_body` reads it."""
+    parser.add_argument(
+        "--strategy",
+        choices=("greedy", "sample", "beam"),
+        default="greedy",
+        help="decoding each request asks for; the bundle's other decoding defaults apply",
+    )
+    parser.add_argument("--max-length", type=int, default=32, help="reply tokens at most")
+    parser.add_argument("--min-length", type=int, help="reply tokens at least (bundle default)")
+
+
 def chat_body(message: str, args: argparse.Namespace) -> dict[str, Any]:
     decoding: dict[str, Any] = {"strategy": args.strategy, "max_length": args.max_length}
     if args.min_length is not None:
@@ -262,14 +274,7 @@ def main() -> None:
     parser.add_argument(
         "--warmup-seconds", type=float, default=5.0, help="unrecorded load before each level"
     )
-    parser.add_argument(
-        "--strategy",
-        choices=("greedy", "sample", "beam"),
-        default="greedy",
-        help="decoding each request asks for; the bundle's other decoding defaults apply",
-    )
-    parser.add_argument("--max-length", type=int, default=32, help="reply tokens at most")
-    parser.add_argument("--min-length", type=int, help="reply tokens at least (bundle default)")
+    add_request_arguments(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--api-key", default=os.environ.get("CHATBOT_BENCH_API_KEY"))
@@ -301,7 +306,7 @@ def main() -> None:
         "model": model,
         "url": args.url,
         "decoding": {
-            "strategy": "greedy",
+            "strategy": args.strategy,
             "max_length": args.max_length,
             "min_length": args.min_length,
         },
