@@ -121,10 +121,14 @@
   function sleep(seconds, signal) {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(resolve, seconds * 1000);
-      signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        reject(new DOMException("Aborted", "AbortError"));
-      });
+      signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(timer);
+          reject(new DOMException("Aborted", "AbortError"));
+        },
+        { once: true }
+      );
     });
   }
 
@@ -139,7 +143,7 @@
       const seconds = Math.min(wait, MAX_RETRY_WAIT_S);
       statusBox.textContent = "The server is busy; asking again in " + seconds + " s\u2026";
       await sleep(seconds, signal);
-      statusBox.textContent = "Waiting for the reply\u2026";
+      setBusy(true);
     }
   }
 
