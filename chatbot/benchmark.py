@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from chatbot.config import Config
+from chatbot.config import Config, Runtime
 from chatbot.decoding.generator import Generator, make_knobs
 from chatbot.decoding.search import Knobs, SearchSpec
 from chatbot.model.seq2seq import Seq2Seq
@@ -89,12 +89,19 @@ def fixed_length_knobs(steps: int) -> Knobs:
 
 
 def decoding_speed(
-    config: Config, *, source_len: int = 10, steps: int = 10, repeats: int = 20, warmup: int = 3
+    config: Config,
+    *,
+    source_len: int = 10,
+    steps: int = 10,
+    repeats: int = 20,
+    warmup: int = 3,
+    runtime: Runtime = "tf",
 ) -> dict[str, float]:
     """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
-    sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1."""
+    sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1,
+    with the server's choice of programs (XLA for small batches) and the given runtime."""
     model = build_for_benchmark(config)
-    generator = Generator(model, jit_compile="auto")
+    generator = Generator(model, jit_compile="auto", runtime=runtime)
     knobs = fixed_length_knobs(steps)
     source = random_batch(model.vocab_size, 32, source_len, 2)[0]["source_ids"]
     cases = {

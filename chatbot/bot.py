@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.bundle import Bundle
-from chatbot.config import DecodingConfig, parse_config
+from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
 from chatbot.errors import DataError
@@ -53,7 +53,12 @@ def _phrase_variants(phrase: str) -> set[str]:
 
 class Chatbot:
     def __init__(
-        self, bundle: Bundle, *, jit_compile: JitPolicy = False, xla_max_rows: int = XLA_MAX_ROWS
+        self,
+        bundle: Bundle,
+        *,
+        jit_compile: JitPolicy = False,
+        xla_max_rows: int = XLA_MAX_ROWS,
+        runtime: Runtime = "tf",
     ) -> None:
         self.bundle = bundle
         self.config = bundle.config
@@ -64,13 +69,21 @@ class Chatbot:
             jit_compile=jit_compile,
             xla_max_rows=xla_max_rows,
             canonical_ids=bundle.tokenizer.canonical_ids(),
+            runtime=runtime,
         )
 
     @classmethod
     def load(
-        cls, path: str | Path, *, jit_compile: JitPolicy = False, xla_max_rows: int = XLA_MAX_ROWS
+        cls,
+        path: str | Path,
+        *,
+        jit_compile: JitPolicy = False,
+        xla_max_rows: int = XLA_MAX_ROWS,
+        runtime: Runtime = "tf",
     ) -> Chatbot:
-        return cls(Bundle.load(path), jit_compile=jit_compile, xla_max_rows=xla_max_rows)
+        return cls(
+            Bundle.load(path), jit_compile=jit_compile, xla_max_rows=xla_max_rows, runtime=runtime
+        )
 
     def settings(self, **overrides: Any) -> DecodingConfig:
         """The bundle's decoding defaults with `overrides` (None values ignored), validated;

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot import __version__
+from chatbot.config import RUNTIMES
 from chatbot.errors import ChatbotError
 
 CORPORA = ("dailydialog", "cornell", "chatterbot", "tsv", "jsonl")
@@ -165,11 +166,22 @@ def _decoding(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in DECODING_FLAGS}
 
 
+def _add_runtime_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="lite",
+        help="lite (default): decode one conversation as a TensorFlow Lite program, converted "
+        "once per context length (a second or two each); lite-int8: the same with int8 "
+        "weights, faster, replies differ slightly; tf: TensorFlow only",
+    )
+
+
 def run_chat(args: argparse.Namespace) -> int:
     from chatbot.bot import Chatbot
     from chatbot.repl import ChatSession, run
 
-    session = ChatSession(Chatbot.load(args.model), **_decoding(args))
+    session = ChatSession(Chatbot.load(args.model, runtime=args.runtime), **_decoding(args))
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {args.model}. Type a message; /help lists commands, /quit leaves.")
@@ -184,7 +196,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chatbot.bot import Chatbot
     from chatbot.evaluation.evaluate import evaluate, format_report, load_examples
 
-    bot = Chatbot.load(args.model)
+    bot = Chatbot.load(args.model, runtime=args.runtime)
     examples = load_examples(args.data, args.split)
     results = evaluate(
         bot,
@@ -209,7 +221,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from chatbot.config import load_config
 
     config = load_config(args.config, args.set or ())
-    results = {"config": args.config, **decoding_speed(config), **training_speed(config)}
+    decoding = decoding_speed(config, runtime=args.runtime)
+    results = {"config": args.config, "runtime": args.runtime, **decoding, **training_speed(config)}
     if args.json:
         print(json.dumps(results))
     else:
@@ -328,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "works too) and prints each reply. /help lists the commands.",
     )
     chat.add_argument("--model", required=True, metavar="DIR", help="a model bundle")
+    _add_runtime_flag(chat)
     _add_decoding_flags(chat)
     chat.set_defaults(handler=run_chat)
 
@@ -351,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=5, metavar="N", help="conversations shown (5)")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument("--attention-plot", metavar="OUT.png", help="heatmap of the first example")
+    _add_runtime_flag(ev)
     _add_decoding_flags(ev)
     ev.set_defaults(handler=run_evaluate)
 
@@ -364,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", default="configs/reference.yaml", metavar="FILE")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
     bench.add_argument("--json", action="store_true", help="one JSON object")
+    _add_runtime_flag(bench)
     bench.set_defaults(handler=run_bench)
 
     srv = commands.add_parser(

@@ -18,6 +18,12 @@ from chatbot.errors import ConfigError
 MIN_TEMPERATURE = 0.01
 
 
+# Where small decoding batches run (chatbot.decoding.generator): TensorFlow, or TensorFlow Lite
+# for a single source, with the model's float32 weights or with them quantized to int8.
+Runtime = Literal["tf", "lite", "lite-int8"]
+RUNTIMES: tuple[Runtime, ...] = ("tf", "lite", "lite-int8")
+
+
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys and wrong types are errors, values immutable."""
 

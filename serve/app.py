@@ -77,6 +77,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.model,
             jit_compile=settings.jit_compile,
             xla_max_rows=settings.xla_max_rows,
+            runtime=settings.runtime,
         )
         app.state.bot = await anyio.to_thread.run_sync(load)
     batcher = MicroBatcher(

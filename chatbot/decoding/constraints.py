@@ -22,9 +22,8 @@ def token_mask(rows: tf.Tensor, ids: tf.Tensor, vocab_size: int) -> tf.Tensor:
     flat = tf.reshape(ids, [-1])
     valid = flat >= 0
     indices = tf.stack([row_index, tf.maximum(flat, 0)], axis=1)
-    updates = tf.cast(valid, tf.int32)
-    mask = tf.tensor_scatter_nd_max(tf.zeros([rows, vocab_size], tf.int32), indices, updates)
-    return mask > 0
+    hits = tf.scatter_nd(indices, tf.cast(valid, tf.int32), [rows, vocab_size])  # sums repeats
+    return hits > 0
 
 
 def suffix(tokens: tf.Tensor, length: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -57,14 +56,14 @@ def ngram_bans(
 
 def _ngram_bans(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int, vocab_size: int):
     rows = tf.shape(memory)[0]
-    width = tf.shape(memory)[1]
     if n == 1:
         return token_mask(rows, memory, vocab_size)
-    frames = tf.signal.frame(memory, n, 1, axis=1, pad_end=False)  # [R, W, n]
-    frames = tf.cond(
-        width >= n, lambda: frames, lambda: tf.fill([rows, 1, n], tf.constant(-1, memory.dtype))
-    )
-    prefix_matches = tf.reduce_all(frames[:, :, :-1] == tail[:, None, :], axis=-1)
+    # Padding with n - 1 unmatchable positions leaves at least one frame however short the
+    # memory is, and every frame ending in padding is dropped below.
+    padded = tf.pad(memory, [[0, 0], [0, n - 1]], constant_values=-1)
+    frames = tf.signal.frame(padded, n, 1, axis=1, pad_end=False)  # [R, W, n]
+    # all equal <=> no difference; TensorFlow Lite's converter fails on reduce_all here
+    prefix_matches = tf.reduce_sum(tf.abs(frames[:, :, :-1] - tail[:, None, :]), axis=-1) == 0
     matches = prefix_matches & (frames[:, :, -1] >= 0) & ready[:, None]
     return token_mask(rows, tf.where(matches, frames[:, :, -1], -1), vocab_size)
 

@@ -7,27 +7,23 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from chatbot.decoding.search import Decoded, Knobs, SearchSpec, decode
+from chatbot.config import RUNTIMES, Runtime
+from chatbot.decoding.lite import LiteLoop, convert
+from chatbot.decoding.search import KNOB_SPECS, Decoded, Knobs, SearchSpec, decode
+from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 _IDS = tf.TensorSpec([None, None], tf.int32)
-_KNOBS = Knobs(
-    max_length=tf.TensorSpec([], tf.int32),
-    min_length=tf.TensorSpec([], tf.int32),
-    length_penalty=tf.TensorSpec([], tf.float32),
-    temperature=tf.TensorSpec([], tf.float32),
-    top_k=tf.TensorSpec([], tf.int32),
-    top_p=tf.TensorSpec([], tf.float32),
-    repetition_penalty=tf.TensorSpec([], tf.float32),
-    seed=tf.TensorSpec([2], tf.int32),
-)
 
 
 def make_knobs(**values: Any) -> Knobs:
     """Knobs as tensors of the compiled signature's dtypes."""
     return Knobs(
-        **{name: tf.constant(values[name], spec.dtype) for name, spec in _KNOBS._asdict().items()}
+        **{
+            name: tf.constant(values[name], spec.dtype)
+            for name, spec in KNOB_SPECS._asdict().items()
+        }
     )
 
 
@@ -36,9 +32,17 @@ def make_knobs(**values: Any) -> Knobs:
 # from 8 rows on; at the default model's, not even at 64). "auto" uses XLA up to `xla_max_rows`
 # hypotheses. XLA compiles once per input shape (seconds each), so rows are padded up to a power
 # of two and source lengths up to a multiple of XLA_LENGTH_STEP: a server's micro-batches, which
-# come in every size, then share a handful of programs.
+# come in every size, then share a handful of programs. The "lite" runtime runs a single
+# source (with any number of hypotheses) as a TensorFlow Lite program (`chatbot.decoding.lite`),
+# converted once per padded source length and search spec: at the default model's size that
+# halves a greedy reply's time and quarters a sampled one's against XLA, while from four
+# sources on XLA is as fast or faster (README, "Speed"), so batches keep the TensorFlow path.
 XLA_MAX_ROWS = 8
 XLA_LENGTH_STEP = 16
+# A Lite program runs the encoder over every padded position, which at batch 1 is a large share
+# of a reply's time, and converting one takes a second or two rather than XLA's several: single
+# sources are padded to a multiple of 4 tokens instead.
+LITE_LENGTH_STEP = 4
 JitPolicy = bool | Literal["auto"]
 
 
@@ -50,7 +54,8 @@ class Generator:
     """Runs `decode` for numpy batches, compiling each search spec once. `jit_compile`: True
     always uses XLA, False never, "auto" for batches of at most `xla_max_rows` hypotheses
     (rows padded up to a power of two) and graph mode above; XLA suits a long-lived process,
-    since each new input shape costs a compilation."""
+    since each new input shape costs a compilation. `runtime="lite"` (or "lite-int8") decodes a
+    single source with TensorFlow Lite instead, unless attention weights are asked for."""
 
     def __init__(
         self,
@@ -59,12 +64,19 @@ class Generator:
         jit_compile: JitPolicy = False,
         xla_max_rows: int = XLA_MAX_ROWS,
         canonical_ids: np.ndarray | None = None,
+        runtime: Runtime = "tf",
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(
+                f"runtime {runtime!r} is unknown; expected one of {', '.join(RUNTIMES)}"
+            )
         self.model = model
         self.canonical = None if canonical_ids is None else tf.constant(canonical_ids, tf.int32)
         self.jit_compile = jit_compile
         self.xla_max_rows = xla_max_rows
+        self.runtime = runtime
         self._loops: dict[tuple[SearchSpec, bool], Any] = {}
+        self._lite_loops: dict[tuple[SearchSpec, int, int], LiteLoop] = {}
         self._scorer = tf.function(
             self.log_prob_graph, input_signature=[_IDS, _IDS], reduce_retracing=True
         )
@@ -73,24 +85,40 @@ class Generator:
         if (spec, xla) not in self._loops:
             self._loops[spec, xla] = tf.function(
                 lambda source, knobs: decode(self.model, source, spec, knobs, self.canonical),
-                input_signature=[_IDS, _KNOBS],
+                input_signature=[_IDS, KNOB_SPECS],
                 jit_compile=xla,
             )
         return self._loops[spec, xla]
+
+    def _lite_loop(self, spec: SearchSpec, rows: int, length: int) -> LiteLoop:
+        key = (spec, rows, length)
+        if key not in self._lite_loops:
+            quantize = self.runtime == "lite-int8"
+            program = convert(self.model, spec, rows, length, self.canonical, quantize=quantize)
+            self._lite_loops[key] = LiteLoop(program)
+        return self._lite_loops[key]
+
+    def uses_lite(self, inputs: int, spec: SearchSpec) -> bool:
+        return self.runtime != "tf" and inputs == 1 and not spec.return_attention
 
     def uses_xla(self, inputs: int, width: int) -> bool:
         if self.jit_compile == "auto":
             return _next_power_of_two(inputs) * width <= self.xla_max_rows
         return bool(self.jit_compile)
 
+    def _length_step(self, inputs: int, spec: SearchSpec) -> int:
+        return LITE_LENGTH_STEP if self.uses_lite(inputs, spec) else XLA_LENGTH_STEP
+
     def compile_shapes(self, spec: SearchSpec, knobs: Knobs, max_rows: int, max_length: int) -> int:
-        """Compile, ahead of traffic, every XLA program `generate` may need for up to `max_rows`
-        inputs of up to `max_length` source tokens; returns how many shapes were run."""
+        """Compile, ahead of traffic, every fixed-shape program (XLA or Lite) `generate` may need
+        for up to `max_rows` inputs of up to `max_length` source tokens; returns how many shapes
+        were run."""
         shapes = [
             (rows, length)
             for rows in (1 << i for i in range(_next_power_of_two(max_rows).bit_length()))
-            for length in range(XLA_LENGTH_STEP, max_length + XLA_LENGTH_STEP, XLA_LENGTH_STEP)
-            if self.uses_xla(rows, spec.width)
+            if self.uses_lite(rows, spec) or self.uses_xla(rows, spec.width)
+            for step in [self._length_step(rows, spec)]
+            for length in range(step, max_length + step, step)
         ]
         for rows, length in shapes:
             source = np.full((rows, length), PAD_ID, np.int32)
@@ -100,12 +128,16 @@ class Generator:
 
     def generate(self, source_ids: np.ndarray, spec: SearchSpec, knobs: Knobs) -> Decoded:
         rows, length = source_ids.shape
-        xla = self.uses_xla(rows, spec.width)
-        if xla:
+        lite = self.uses_lite(rows, spec)
+        xla = not lite and self.uses_xla(rows, spec.width)
+        if lite or xla:
             extra_rows = _next_power_of_two(rows) - rows
-            extra = -length % XLA_LENGTH_STEP
+            extra = -length % self._length_step(rows, spec)
             source_ids = np.pad(source_ids, ((0, extra_rows), (0, extra)), constant_values=PAD_ID)
             source_ids[rows:, 0] = EOS_ID  # padding rows: an empty context
+        if lite:
+            decoded = self._lite_loop(spec, *source_ids.shape)(source_ids, knobs)
+            return Decoded(*(None if v is None else v[:rows] for v in decoded))
         decoded = self._loop(spec, xla)(tf.constant(source_ids, tf.int32), knobs)
         return Decoded(*(None if v is None else v.numpy()[:rows] for v in decoded))
 

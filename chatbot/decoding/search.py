@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from chatbot.decoding import noise
 from chatbot.decoding.constraints import (
     NEVER_GENERATED,
     ngram_bans,
@@ -62,6 +63,19 @@ class Knobs(NamedTuple):
     top_p: Any
     repetition_penalty: Any
     seed: Any  # int32 [2], for stateless sampling
+
+
+# The dtypes and shapes of compiled loops' knob inputs.
+KNOB_SPECS = Knobs(
+    max_length=tf.TensorSpec([], tf.int32),
+    min_length=tf.TensorSpec([], tf.int32),
+    length_penalty=tf.TensorSpec([], tf.float32),
+    temperature=tf.TensorSpec([], tf.float32),
+    top_k=tf.TensorSpec([], tf.int32),
+    top_p=tf.TensorSpec([], tf.float32),
+    repetition_penalty=tf.TensorSpec([], tf.float32),
+    seed=tf.TensorSpec([2], tf.int32),
+)
 
 
 class Decoded(NamedTuple):
@@ -225,10 +239,7 @@ def decode(
             weights = tf.gather(step.weights, parent) if spec.return_attention else None
         else:
             if spec.strategy == "sample":
-                seed = tf.stack([knobs.seed[0], knobs.seed[1] + t])
-                draw = tf.random.stateless_categorical(
-                    filter_for_sampling(allowed, knobs), 1, seed, dtype=tf.int32
-                )[:, 0]
+                draw = noise.categorical(filter_for_sampling(allowed, knobs), knobs.seed, t)
                 token = tf.where(loop.finished, PAD_ID, draw)
             else:
                 token = tf.argmax(allowed, axis=-1, output_type=tf.int32)
