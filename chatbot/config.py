@@ -109,6 +109,7 @@ class ModelConfig(StrictModel):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     attention: AttentionType = "luong_general"
     attention_units: int = Field(default=128, ge=1)
+    attention_scale: bool = False  # dot and general scores divided by sqrt(hidden_size)
     input_feeding: bool = False
     share_embeddings: bool = True
     tie_output_embedding: bool = False
@@ -121,6 +122,11 @@ class ModelConfig(StrictModel):
                 "attention 'luong_dot' scores decoder states (hidden_size) against encoder "
                 "outputs, which encoder.merge 'concat' makes 2 * hidden_size wide; use "
                 "merge 'sum' or another attention"
+            )
+        if self.attention_scale and self.attention not in ("luong_dot", "luong_general"):
+            raise ValueError(
+                f"attention_scale applies to luong_dot and luong_general scores, not to "
+                f"attention {self.attention!r}"
             )
         return self
 

@@ -1,6 +1,6 @@
 import pytest
 
-from chatbot.config import DataConfig, parse_config
+from chatbot.config import DataConfig, ModelConfig, parse_config
 from chatbot.errors import ConfigError
 
 
@@ -24,3 +24,11 @@ def test_out_of_range_value_is_named_with_the_limit():
 def test_wrong_choice_lists_the_allowed_values():
     with pytest.raises(ConfigError, match=r"tokenizer\.model_type: .*'unigram' or 'bpe'"):
         parse_config(DataConfig, {"tokenizer": {"model_type": "wordpiece"}})
+
+
+def test_attention_scale_needs_dot_or_general_scores():
+    with pytest.raises(
+        ConfigError, match=r"attention_scale applies to .* not to attention 'bahdanau'"
+    ):
+        parse_config(ModelConfig, {"attention": "bahdanau", "attention_scale": True})
+    assert parse_config(ModelConfig, {"attention_scale": True}).attention_scale

@@ -8,6 +8,11 @@ Score functions (``kind``):
 - ``"luong_general"``: h_t^T W_a m_s.
 - ``"luong_concat"``: v^T tanh(W_a [h_t; m_s]) = v^T tanh(W_1 h_t + W_2 m_s), ``units`` hidden size.
 
+With ``scale``, dot and general scores are divided by sqrt(d), d the query size, as Vaswani et
+al. (2017) scale dot products: a sum of d products grows like sqrt(d), and at initialization
+unscaled scores of a few hundred units are already so far apart that the softmax picks one
+position and passes almost no gradient to the others.
+
 As score functions ``"bahdanau"`` and ``"luong_concat"`` are the same (W_a's two column blocks
 are W_q and W_k); they differ in the query the decoder passes (``chatbot.model.seq2seq``): the
 previous decoder state for Bahdanau, whose context then feeds the recurrent step, and the new
@@ -37,13 +42,15 @@ _ADDITIVE = ("bahdanau", "luong_concat")
 _MASK_FILL = -1e9
 
 
-def make_attention(kind: str, units: int, name: str | None = None) -> Attention | None:
+def make_attention(
+    kind: str, units: int, name: str | None = None, scale: bool = False
+) -> Attention | None:
     """The attention layer for a config's ``kind``, or None for ``"none"`` (a plain decoder)."""
     if kind not in ATTENTION_TYPES:
         raise _unknown_kind(kind, ATTENTION_TYPES)
     if kind == "none":
         return None
-    return Attention(kind=kind, units=units, name=name)
+    return Attention(kind=kind, units=units, scale=scale, name=name)
 
 
 def _unknown_kind(kind: str, allowed: tuple[str, ...]) -> ConfigError:
@@ -58,7 +65,7 @@ class Attention(keras.layers.Layer):
     ``units`` is the hidden size of the additive scores; dot and general scores ignore it.
     """
 
-    def __init__(self, kind: str, units: int, **kwargs: Any) -> None:
+    def __init__(self, kind: str, units: int, scale: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # A timestep mask on the query passes through; the memory mask is an explicit argument.
         self.supports_masking = True
@@ -66,8 +73,11 @@ class Attention(keras.layers.Layer):
             raise _unknown_kind(kind, _SCORES)
         if kind in _ADDITIVE and units < 1:
             raise ConfigError(f"attention units must be at least 1, got {units!r}")
+        if scale and kind in _ADDITIVE:
+            raise ConfigError(f"attention scaling applies to dot and general scores, not {kind!r}")
         self.kind = kind
         self.units = units
+        self.scale = scale
         self.query_kernel = None
         self.memory_kernel = None
         self.score_vector = None
@@ -135,7 +145,10 @@ class Attention(keras.layers.Layer):
             projected = ops.matmul(query, ops.cast(self.query_kernel, self.compute_dtype))
             hidden = ops.tanh(ops.expand_dims(projected, 2) + ops.expand_dims(keys, 1))
             return ops.sum(hidden * ops.cast(self.score_vector, self.compute_dtype), axis=-1)
-        return ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+        scores = ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+        if self.scale:
+            scores = scores * ops.cast(1.0 / query.shape[-1] ** 0.5, scores.dtype)
+        return scores
 
     def _normalize(self, scores: Any, memory_mask: Any) -> Any:
         """Softmax over source positions in float32, with padded positions at exactly zero.
@@ -151,4 +164,9 @@ class Attention(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, for Keras-native saving."""
-        return {**super().get_config(), "kind": self.kind, "units": self.units}
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "units": self.units,
+            "scale": self.scale,
+        }

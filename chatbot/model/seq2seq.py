@@ -91,7 +91,9 @@ class Seq2Seq(keras.Model):
             for name in sorted(shared)
             if self.encoder_width != hidden
         }
-        self.attention = make_attention(c.attention, c.attention_units, name="attention")
+        self.attention = make_attention(
+            c.attention, c.attention_units, name="attention", scale=c.attention_scale
+        )
         self.combine = (
             layers.Dense(hidden, activation="tanh", use_bias=False, name="attentional")
             if self.attention is not None

@@ -246,3 +246,26 @@ def test_saved_model_loads_in_safe_mode_with_identical_outputs(kind, tmp_path):
     inputs = [*random_inputs(kind, rng), mask_of(LENGTHS)]
     for a, b in zip(model(inputs), loaded(inputs), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["luong_dot", "luong_general"])
+def test_scaled_scores_are_the_textbook_scores_over_root_d(kind):
+    rng = np.random.default_rng(4)
+    layer = random_layer(kind, rng)
+    scaled = Attention.from_config({**layer.get_config(), "scale": True})
+    scaled.build((B, DQ), (B, S, memory_dim(kind)))
+    scaled.set_weights(layer.get_weights())
+    query, memory = random_inputs(kind, rng)
+    mask = mask_of(LENGTHS)
+    # dot and general scores are linear in the query: e(h / sqrt(d), m) = e(h, m) / sqrt(d)
+    expected_context, expected_weights = textbook_attention(layer, query / DQ**0.5, memory, mask)
+    context, weights = scaled(query, memory, memory_mask=mask)
+    np.testing.assert_allclose(np.asarray(weights), expected_weights, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(context), expected_context, atol=1e-5)
+    assert scaled.get_config()["scale"] is True
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong_concat"])
+def test_additive_scores_refuse_scaling(kind):
+    with pytest.raises(ConfigError, match=f"not '{kind}'"):
+        make_attention(kind, UNITS, scale=True)
