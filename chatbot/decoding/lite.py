@@ -53,7 +53,7 @@ def convert(
             tf.stack([decoded.log_probs, decoded.scores], axis=-1),
         )
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([run.get_concrete_function()])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([run.get_concrete_function()], run)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
