@@ -1,11 +1,14 @@
-"""How often each decoding runtime replies exactly as TensorFlow does, on real contexts; JSON.
+"""How often, and how fast, each decoding runtime replies as TensorFlow does on real contexts.
 
     python bench/runtime_agreement.py --model models/default --data build/runs/dd3 --limit 200
 
 For each of the first `--limit` validation examples, one reply at a time (the case the Lite
 runtimes serve) greedy and sampled with a fixed seed (the bundle's other decoding defaults),
-from `tf`, `lite` and `lite-int8`; prints the share of replies identical to TensorFlow's per
-runtime and strategy, and a few that differ.
+from `tf` (with XLA, as the server runs it), `lite` and `lite-int8`; prints, as JSON, the
+share of replies identical to TensorFlow's per runtime and strategy, a few that differ, and
+each runtime's median time per reply (the first reply of each context length, which pays the
+conversion or compilation, is among the timed ones; the median is not moved by them). Time it
+on a quiet machine.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,15 +34,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     args = parser.parse_args()
     examples = load_examples(args.data, "valid")[: args.limit]
-    bots = {runtime: Chatbot.load(args.model, runtime=runtime) for runtime in RUNTIMES}
+    bots = {
+        runtime: Chatbot.load(args.model, runtime=runtime, jit_compile="auto")
+        for runtime in RUNTIMES
+    }
     result: dict[str, object] = {"model": args.model, "examples": len(examples)}
     for name, settings in STRATEGIES.items():
-        replies = {
-            runtime: [
-                bot.reply(e.context[-1], list(e.context[:-1]), **settings).text for e in examples
-            ]
-            for runtime, bot in bots.items()
-        }
+        replies = {}
+        for runtime, bot in bots.items():
+            answers = [bot.reply(e.context[-1], list(e.context[:-1]), **settings) for e in examples]
+            replies[runtime] = [answer.text for answer in answers]
+            median = statistics.median(answer.seconds for answer in answers)
+            result[f"{name}_{runtime}_ms"] = round(1000 * median, 2)
         reference = replies["tf"]
         for runtime in RUNTIMES[1:]:
             pairs = list(zip(reference, replies[runtime], strict=True))

@@ -24,8 +24,8 @@ class Settings(BaseSettings):
     the throughput a batch of 32 does. Raise both for throughput at the cost of latency.
     Sessions idle for `session_ttl_s` are forgotten, and each keeps its newest
     `session_max_turns` turns. With `runtime="lite"` a request decoded on its own (any load
-    short of a queue) runs as a TensorFlow Lite program, two to four times faster than XLA at
-    the default model's size; batches of several requests run in TensorFlow either way.
+    short of a queue) runs as a TensorFlow Lite program, about twice as fast as XLA for the
+    default model's sampled replies; batches of several requests run in TensorFlow either way.
 
     A request body over `max_body_bytes` is refused with 413 before it is parsed (one with a
     larger `Content-Length` before any of it is read), so the message and history limits are not

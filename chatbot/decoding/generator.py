@@ -34,9 +34,9 @@ def make_knobs(**values: Any) -> Knobs:
 # of two and source lengths up to a multiple of XLA_LENGTH_STEP: a server's micro-batches, which
 # come in every size, then share a handful of programs. The "lite" runtime runs a single
 # source (with any number of hypotheses) as a TensorFlow Lite program (`chatbot.decoding.lite`),
-# converted once per padded source length and search spec: at the default model's size that
-# halves a greedy reply's time and quarters a sampled one's against XLA, while from four
-# sources on XLA is as fast or faster (README, "Speed"), so batches keep the TensorFlow path.
+# converted once per padded source length and search spec: at the default model's size a
+# sampled reply takes half the time it takes with XLA, while from four sources on XLA was as
+# fast or faster (README, "Speed"), so batches keep the TensorFlow path.
 XLA_MAX_ROWS = 8
 XLA_LENGTH_STEP = 16
 # A Lite program runs the encoder over every padded position, which at batch 1 is a large share
