@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from chatbot.config import ModelConfig
-from chatbot.decoding.generator import Generator, make_knobs
+from chatbot.decoding.generator import Generator
 from chatbot.decoding.lite import convert
 from chatbot.decoding.search import SearchSpec
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import EOS_ID, PAD_ID
+from tests.decoding.test_search import knobs as search_knobs
 
 VOCAB = 40
 SOURCES = np.array(
@@ -29,17 +30,9 @@ def model() -> Seq2Seq:
 
 
 def knobs(**changes):
-    values = dict(
-        max_length=7,
-        min_length=2,
-        length_penalty=0.6,
-        temperature=0.9,
-        top_k=0,
-        top_p=1.0,
-        repetition_penalty=1.0,
-        seed=[4, 5],
-    )
-    return make_knobs(**{**values, **changes})
+    """test_search's knobs with longer replies, a length penalty and a gentler temperature."""
+    longer = dict(max_length=7, min_length=2, length_penalty=0.6, temperature=0.9, seed=[4, 5])
+    return search_knobs(**{**longer, **changes})
 
 
 CASES = [
