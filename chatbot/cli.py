@@ -172,7 +172,7 @@ def _add_runtime_flag(parser: argparse.ArgumentParser) -> None:
         choices=RUNTIMES,
         default="lite",
         help="lite (default): decode one conversation as a TensorFlow Lite program, converted "
-        "once per context length (a second or two each); lite-int8: the same with int8 "
+        "once per decoding setting (a second or two); lite-int8: the same with int8 "
         "weights, faster, replies differ slightly; tf: TensorFlow only",
     )
 

@@ -33,16 +33,12 @@ def make_knobs(**values: Any) -> Knobs:
 # hypotheses. XLA compiles once per input shape (seconds each), so rows are padded up to a power
 # of two and source lengths up to a multiple of XLA_LENGTH_STEP: a server's micro-batches, which
 # come in every size, then share a handful of programs. The "lite" runtime runs a single
-# source (with any number of hypotheses) as a TensorFlow Lite program (`chatbot.decoding.lite`),
-# converted once per padded source length and search spec: at the default model's size a
+# source (with any number of hypotheses, unpadded) as a TensorFlow Lite program
+# (`chatbot.decoding.lite`), converted once per search spec: at the default model's size a
 # sampled reply takes half the time it takes with XLA, while from four sources on XLA was as
 # fast or faster (README, "Speed"), so batches keep the TensorFlow path.
 XLA_MAX_ROWS = 8
 XLA_LENGTH_STEP = 16
-# A Lite program runs the encoder over every padded position, which at batch 1 is a large share
-# of a reply's time, and converting one takes a second or two rather than XLA's several: single
-# sources are padded to a multiple of 4 tokens instead.
-LITE_LENGTH_STEP = 4
 JitPolicy = bool | Literal["auto"]
 
 
@@ -76,7 +72,7 @@ class Generator:
         self.xla_max_rows = xla_max_rows
         self.runtime = runtime
         self._loops: dict[tuple[SearchSpec, bool], Any] = {}
-        self._lite_loops: dict[tuple[SearchSpec, int, int], LiteLoop] = {}
+        self._lite_loops: dict[SearchSpec, LiteLoop] = {}
         self._scorer = tf.function(
             self.log_prob_graph, input_signature=[_IDS, _IDS], reduce_retracing=True
         )
@@ -90,13 +86,12 @@ class Generator:
             )
         return self._loops[spec, xla]
 
-    def _lite_loop(self, spec: SearchSpec, rows: int, length: int) -> LiteLoop:
-        key = (spec, rows, length)
-        if key not in self._lite_loops:
+    def _lite_loop(self, spec: SearchSpec) -> LiteLoop:
+        if spec not in self._lite_loops:
             quantize = self.runtime == "lite-int8"
-            program = convert(self.model, spec, rows, length, self.canonical, quantize=quantize)
-            self._lite_loops[key] = LiteLoop(program)
-        return self._lite_loops[key]
+            program = convert(self.model, spec, 1, self.canonical, quantize=quantize)
+            self._lite_loops[spec] = LiteLoop(program)
+        return self._lite_loops[spec]
 
     def uses_lite(self, inputs: int, spec: SearchSpec) -> bool:
         return self.runtime != "tf" and inputs == 1 and not spec.return_attention
@@ -106,20 +101,18 @@ class Generator:
             return _next_power_of_two(inputs) * width <= self.xla_max_rows
         return bool(self.jit_compile)
 
-    def _length_step(self, inputs: int, spec: SearchSpec) -> int:
-        return LITE_LENGTH_STEP if self.uses_lite(inputs, spec) else XLA_LENGTH_STEP
-
     def compile_shapes(self, spec: SearchSpec, knobs: Knobs, max_rows: int, max_length: int) -> int:
-        """Compile, ahead of traffic, every fixed-shape program (XLA or Lite) `generate` may need
-        for up to `max_rows` inputs of up to `max_length` source tokens; returns how many shapes
-        were run."""
+        """Compile, ahead of traffic, every program (XLA, or Lite for one input) `generate` may
+        need for up to `max_rows` inputs of up to `max_length` source tokens; returns how many
+        shapes were run."""
         shapes = [
             (rows, length)
             for rows in (1 << i for i in range(_next_power_of_two(max_rows).bit_length()))
-            if self.uses_lite(rows, spec) or self.uses_xla(rows, spec.width)
-            for step in [self._length_step(rows, spec)]
-            for length in range(step, max_length + step, step)
+            for length in range(XLA_LENGTH_STEP, max_length + XLA_LENGTH_STEP, XLA_LENGTH_STEP)
+            if self.uses_xla(rows, spec.width) and not self.uses_lite(rows, spec)
         ]
+        if self.uses_lite(1, spec):  # one program for every source length
+            shapes.insert(0, (1, XLA_LENGTH_STEP))
         for rows, length in shapes:
             source = np.full((rows, length), PAD_ID, np.int32)
             source[:, 0] = EOS_ID
@@ -128,16 +121,14 @@ class Generator:
 
     def generate(self, source_ids: np.ndarray, spec: SearchSpec, knobs: Knobs) -> Decoded:
         rows, length = source_ids.shape
-        lite = self.uses_lite(rows, spec)
-        xla = not lite and self.uses_xla(rows, spec.width)
-        if lite or xla:
+        if self.uses_lite(rows, spec):
+            return self._lite_loop(spec)(source_ids, knobs)
+        xla = self.uses_xla(rows, spec.width)
+        if xla:
             extra_rows = _next_power_of_two(rows) - rows
-            extra = -length % self._length_step(rows, spec)
+            extra = -length % XLA_LENGTH_STEP
             source_ids = np.pad(source_ids, ((0, extra_rows), (0, extra)), constant_values=PAD_ID)
             source_ids[rows:, 0] = EOS_ID  # padding rows: an empty context
-        if lite:
-            decoded = self._lite_loop(spec, *source_ids.shape)(source_ids, knobs)
-            return Decoded(*(None if v is None else v[:rows] for v in decoded))
         decoded = self._loop(spec, xla)(tf.constant(source_ids, tf.int32), knobs)
         return Decoded(*(None if v is None else v.numpy()[:rows] for v in decoded))
 

