@@ -197,24 +197,32 @@ def decode(
         if spec.penalize_repeats:
             logits = repetition_penalty(logits, loop.tokens, t, knobs.repetition_penalty)
         log_probs = tf.nn.log_softmax(logits, axis=-1)
-        banned = tf.broadcast_to(never, tf.shape(log_probs))
-        banned |= (t < knobs.min_length) & eos[None, :]
-        banned |= (t >= knobs.max_length) & ~eos[None, :]
+        # The bans every row shares are combined on one [1, V] row, since element-wise ops
+        # over all rows (broadcast ones above all) are costly in TensorFlow Lite.
+        banned = never | ((t < knobs.min_length) & eos) | ((t >= knobs.max_length) & ~eos)
+        banned = banned[None, :]
         if spec.no_repeat_ngram:
             n = spec.no_repeat_ngram
             history = tf.where(tf.range(length)[None, :] < t, loop.tokens, -1)
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned |= ngram_bans(history, tail, ready, n, vocab_size, canonical)
+            banned = banned | ngram_bans(history, tail, ready, n, vocab_size, canonical)
         if spec.block_context_ngram:
             n = spec.block_context_ngram
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned |= ngram_bans(context, tail, ready, n, vocab_size, canonical)
+            banned = banned | ngram_bans(context, tail, ready, n, vocab_size, canonical)
         if spec.banned:
-            banned |= phrase_bans(loop.tokens, t, spec.banned, vocab_size)
+            banned = banned | phrase_bans(loop.tokens, t, spec.banned, vocab_size)
         allowed = tf.where(banned, NEG_INF, log_probs)
-        # When the rules leave nothing, end the reply rather than emit a banned token.
+        # When the rules leave nothing, end the reply rather than emit a banned token (rare,
+        # so the replacement is only computed when some row needs it).
         stuck = tf.reduce_max(allowed, axis=-1, keepdims=True) <= NEG_INF / 2
-        allowed = tf.where(stuck, eos_only[None, :] + log_probs * tf.cast(eos, tf.float32), allowed)
+        allowed = tf.cond(
+            tf.reduce_any(stuck),
+            lambda: tf.where(
+                stuck, eos_only[None, :] + log_probs * tf.cast(eos, tf.float32), allowed
+            ),
+            lambda: allowed,
+        )
         allowed = tf.where(loop.finished[:, None], pad_only[None, :], allowed)
         token_log_probs = tf.where(loop.finished[:, None], pad_only[None, :], log_probs)
 
