@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +40,10 @@ def make_knobs(**values: Any) -> Knobs:
 # fast or faster (README, "Speed"), so batches keep the TensorFlow path.
 XLA_MAX_ROWS = 8
 XLA_LENGTH_STEP = 16
+# A Lite program holds its own copy of the weights, and every search spec (strategy, width,
+# blocking, banned phrases) needs its own: the least recently used are dropped beyond this many,
+# so requests with ever new banned phrases cannot grow a server's memory without bound.
+LITE_MAX_PROGRAMS = 8
 JitPolicy = bool | Literal["auto"]
 
 
@@ -72,7 +77,7 @@ class Generator:
         self.xla_max_rows = xla_max_rows
         self.runtime = runtime
         self._loops: dict[tuple[SearchSpec, bool], Any] = {}
-        self._lite_loops: dict[SearchSpec, LiteLoop] = {}
+        self._lite_loops: OrderedDict[SearchSpec, LiteLoop] = OrderedDict()
         self._scorer = tf.function(
             self.log_prob_graph, input_signature=[_IDS, _IDS], reduce_retracing=True
         )
@@ -87,11 +92,15 @@ class Generator:
         return self._loops[spec, xla]
 
     def _lite_loop(self, spec: SearchSpec) -> LiteLoop:
-        if spec not in self._lite_loops:
-            quantize = self.runtime == "lite-int8"
-            program = convert(self.model, spec, 1, self.canonical, quantize=quantize)
-            self._lite_loops[spec] = LiteLoop(program)
-        return self._lite_loops[spec]
+        if spec in self._lite_loops:
+            self._lite_loops.move_to_end(spec)
+            return self._lite_loops[spec]
+        quantize = self.runtime == "lite-int8"
+        loop = LiteLoop(convert(self.model, spec, 1, self.canonical, quantize=quantize))
+        self._lite_loops[spec] = loop
+        if len(self._lite_loops) > LITE_MAX_PROGRAMS:
+            self._lite_loops.popitem(last=False)
+        return loop
 
     def uses_lite(self, inputs: int, spec: SearchSpec) -> bool:
         return self.runtime != "tf" and inputs == 1 and not spec.return_attention

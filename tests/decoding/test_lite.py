@@ -123,3 +123,12 @@ def test_int8_weights_make_a_smaller_program_that_scores_its_replies_nearly_as_t
         assert targets[0, -1] == EOS_ID
         expected = tf_generator.score(source, targets)
         np.testing.assert_allclose(decoded.log_probs[:, 0], expected, atol=0.05)
+
+
+def test_only_the_most_recently_used_programs_are_kept(model, monkeypatch):
+    monkeypatch.setattr("chatbot.decoding.generator.LITE_MAX_PROGRAMS", 2)
+    lite = Generator(model, runtime="lite")
+    specs = [SearchSpec("greedy", banned=((i,),)) for i in (10, 11, 12)]
+    for spec in (specs[0], specs[1], specs[0], specs[2]):
+        lite.generate(SOURCES[:1], spec, knobs())
+    assert list(lite._lite_loops) == [specs[0], specs[2]]  # specs[1] was the least recent
