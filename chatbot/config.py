@@ -109,7 +109,9 @@ class ModelConfig(StrictModel):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     attention: AttentionType = "luong_general"
     attention_units: int = Field(default=128, ge=1)
-    attention_scale: bool = False  # dot and general scores divided by sqrt(hidden_size)
+    # dot and general scores divided by sqrt(hidden_size); ignored without attention, so a
+    # baseline is the same config with attention "none"
+    attention_scale: bool = False
     input_feeding: bool = False
     share_embeddings: bool = True
     tie_output_embedding: bool = False
@@ -123,7 +125,7 @@ class ModelConfig(StrictModel):
                 "outputs, which encoder.merge 'concat' makes 2 * hidden_size wide; use "
                 "merge 'sum' or another attention"
             )
-        if self.attention_scale and self.attention not in ("luong_dot", "luong_general"):
+        if self.attention_scale and self.attention in ("bahdanau", "luong_concat"):
             raise ValueError(
                 f"attention_scale applies to luong_dot and luong_general scores, not to "
                 f"attention {self.attention!r}"

@@ -32,3 +32,4 @@ def test_attention_scale_needs_dot_or_general_scores():
     ):
         parse_config(ModelConfig, {"attention": "bahdanau", "attention_scale": True})
     assert parse_config(ModelConfig, {"attention_scale": True}).attention_scale
+    assert parse_config(ModelConfig, {"attention": "none", "attention_scale": True})
