@@ -65,6 +65,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            # mkstemp makes the file 0600: keep the mode of the file it replaces, or make it
+            # readable by all like a file opened for writing, so a bundle copied into an image
+            # that runs as another user can be read
+            tmp.chmod(path.stat().st_mode & 0o7777 if path.exists() else 0o644)
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -68,3 +68,12 @@ def test_a_finished_directory_is_readable_by_others(tmp_path):
     with atomic_directory(tmp_path / "bundle") as tmp:
         (tmp / "f").write_text("x")
     assert (tmp_path / "bundle").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_written_file_is_readable_by_others_and_keeps_a_chosen_mode(tmp_path):
+    path = tmp_path / "tokenizer.model"
+    atomic_write_bytes(path, b"one")
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"two")
+    assert path.stat().st_mode & 0o777 == 0o640
