@@ -51,14 +51,15 @@ def main() -> None:
             peer.append(peer_speed(args.peer_python, args.peer_script, PEER_STEPS))
     result: dict[str, object] = {"benchmark": "decoding_speed", "config": args.config}
     result["rounds"] = args.rounds
-    peer_greedy = statistics.median(r["greedy_ms_b1"] for r in peer) if peer else None
+    peer_figures = {key: statistics.median(r[key] for r in peer) for key in KEYS[:2] if peer}
     if peer:
-        result["peer"] = {key: statistics.median(r[key] for r in peer) for key in KEYS[:2]}
+        result["peer"] = peer_figures
     for runtime, rounds in ours.items():
         figures = {key: round(statistics.median(r[key] for r in rounds), 2) for key in KEYS}
         figures["beam5_over_greedy"] = round(figures["beam5_ms_b1"] / figures["greedy_ms_b1"], 2)
-        if peer_greedy:
-            figures["greedy_b1_vs_peer"] = round(peer_greedy / figures["greedy_ms_b1"], 2)
+        if peer:
+            ratio = peer_figures["greedy_ms_b1"] / figures["greedy_ms_b1"]
+            figures["greedy_b1_vs_peer"] = round(ratio, 2)
         result[runtime] = figures
     print(json.dumps(result))
 

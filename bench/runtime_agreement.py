@@ -6,9 +6,9 @@ For each of the first `--limit` validation examples, one reply at a time (the ca
 runtimes serve) greedy and sampled with a fixed seed (the bundle's other decoding defaults),
 from `tf` (with XLA, as the server runs it), `lite` and `lite-int8`; prints, as JSON, the
 share of replies identical to TensorFlow's per runtime and strategy, a few that differ, and
-each runtime's median time per reply (the first reply of each context length, which pays the
-conversion or compilation, is among the timed ones; the median is not moved by them). Time it
-on a quiet machine.
+each runtime's median time per reply (the first replies, which pay the Lite conversion or the
+XLA compilation of each source-length bucket, are among the timed ones; the median is not moved
+by them). Time it on a quiet machine.
 """
 
 from __future__ import annotations

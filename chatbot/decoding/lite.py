@@ -7,9 +7,9 @@ takes the source ids and the `Knobs` as inputs, so one program serves every sett
 numbers for its search spec and batch size; the source length is left open, and the
 interpreter resizes its tensors when a source of another length comes (a tenth of a
 millisecond, and no slower to run than a program made for that length). It is made of Lite
-builtin ops only
-(sampling draws its noise from `chatbot.decoding.noise` for this reason), so the interpreter
-inside TensorFlow runs it without TensorFlow's own kernels. Attention weights are not returned.
+builtin ops only (sampling draws its noise from `chatbot.decoding.noise` for this reason), so
+the interpreter inside TensorFlow runs it without TensorFlow's own kernels. Attention weights
+are not returned.
 
 `tf.lite.Interpreter` is deprecated in favour of the separate LiteRT package; the project pins
 TensorFlow 2.21, which still ships it, so no second runtime has to be installed.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -77,10 +76,7 @@ class LiteLoop:
         inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
         self._source = inputs["source"]["index"]
         self._source_shape = tuple(inputs["source"]["shape"])
-        # (position in Knobs, input); a knob the program holds as a constant has no input
-        self._knobs = [
-            (i, inputs[f"knobs_{i}"]) for i in range(len(Knobs._fields)) if f"knobs_{i}" in inputs
-        ]
+        self._knobs = [inputs[f"knobs_{i}"] for i in range(len(Knobs._fields))]
         outputs = {d["dtype"]: d["index"] for d in self._interpreter.get_output_details()}
         self._ints, self._floats = outputs[np.int32], outputs[np.float32]
 
@@ -88,13 +84,13 @@ class LiteLoop:
         source_ids = np.asarray(source_ids, np.int32)
         with self._lock:
             interpreter = self._interpreter
-            if tuple(self._source_shape) != source_ids.shape:
+            if self._source_shape != source_ids.shape:
                 interpreter.resize_tensor_input(self._source, source_ids.shape)
                 interpreter.allocate_tensors()
                 self._source_shape = source_ids.shape
             interpreter.set_tensor(self._source, source_ids)
-            for i, detail in self._knobs:
-                interpreter.set_tensor(detail["index"], _numpy(knobs[i], detail["dtype"]))
+            for detail, value in zip(self._knobs, knobs, strict=True):
+                interpreter.set_tensor(detail["index"], np.asarray(value, detail["dtype"]))
             interpreter.invoke()
             ints = interpreter.get_tensor(self._ints)
             floats = interpreter.get_tensor(self._floats)
@@ -105,7 +101,3 @@ class LiteLoop:
             lengths=ints[..., 0],
             attention=None,
         )
-
-
-def _numpy(value: Any, dtype: np.dtype) -> np.ndarray:
-    return np.asarray(value.numpy() if isinstance(value, tf.Tensor) else value, dtype)
