@@ -63,7 +63,7 @@ def test_lite_programs_decode_what_tensorflow_decodes(model, spec, changes):
         assert decoded.attention is None
 
 
-def test_one_program_per_shape_serves_every_setting_of_the_knobs(model):
+def test_one_program_serves_every_setting_of_the_knobs(model):
     lite = Generator(model, runtime="lite")
     spec = SearchSpec("sample")
     first = lite.generate(SOURCES[:1], spec, knobs(max_length=3, seed=[1, 1]))
