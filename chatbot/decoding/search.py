@@ -10,6 +10,12 @@ a strategy only decides which tokens come next:
   same way (reply-level n-gram blocking needs each live hypothesis' own history every step, so
   the loop keeps it whole rather than backtracking through parent pointers at the end).
 
+Each row first proposes candidates, its best `width` tokens for beam search and its one choice
+otherwise; finished rows and rows the rules leave without a token are settled on those few
+candidates rather than on whole vocabulary rows, and beam search then ranks width * width
+candidates per input rather than width * vocabulary entries. The result is the same, token
+for token, as ranking the full rows.
+
 Every hypothesis ends with EOS within `max_length` reply tokens (EOS is forced at the last step
 and masked before `min_length`). A hypothesis' log-probability is the sum, over its tokens and
 its EOS, of the model's log-softmax before any control or sampling filter is applied, so it is
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from chatbot.decoding import noise
@@ -138,6 +145,27 @@ def filter_for_sampling(log_probs: tf.Tensor, knobs: Knobs, head: int = NUCLEUS_
     return tf.cond((knobs.top_k <= 0) & (knobs.top_p >= 1.0), lambda: logits, filtered)
 
 
+def _length_caps(vocab_size: int) -> np.ndarray:
+    """float32 [4, V] upper bounds on a step's log-probabilities: NEG_INF for the ids never
+    generated, and also for EOS in row 1 (before min_length), for every other id in row 2 (at
+    max_length), for all ids in row 3 (both at once); 0 elsewhere, which no log-probability
+    exceeds. With these two values, int8 weight quantization (a scale of NEG_INF / -127)
+    keeps 0 exact and NEG_INF to within float rounding."""
+    ids = np.arange(vocab_size)
+    never = np.isin(ids, NEVER_GENERATED)
+    eos = ids == EOS_ID
+    banned = np.stack([never, never | eos, never | ~eos, np.ones(vocab_size, bool)])
+    return np.where(banned, NEG_INF, 0.0).astype(np.float32)
+
+
+def _only(token: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` best (log-probability, id) pairs of a row where only `token` is allowed,
+    log-probability 0, in the order `tf.math.top_k` gives them: the banned ids follow at
+    NEG_INF, lowest id first."""
+    ids = np.array([token, *[i for i in range(count) if i != token][: count - 1]], np.int32)
+    return np.where(ids == token, 0.0, NEG_INF).astype(np.float32), ids
+
+
 class _Loop(NamedTuple):
     step: Any
     token: Any  # [R] last chosen token
@@ -178,12 +206,10 @@ def decode(
     )
     context = tf.repeat(source_ids, width, axis=0)
     context = tf.where(context > SEP_ID, context, -1)  # ids 0..SEP_ID are special
-    never = tf.scatter_nd(
-        [[i] for i in NEVER_GENERATED], tf.ones([len(NEVER_GENERATED)], tf.bool), [vocab_size]
-    )
-    pad_only = tf.one_hot(PAD_ID, vocab_size, on_value=0.0, off_value=NEG_INF)
-    eos = tf.one_hot(EOS_ID, vocab_size, on_value=True, off_value=False, dtype=tf.bool)
-    eos_only = tf.one_hot(EOS_ID, vocab_size, on_value=0.0, off_value=NEG_INF)
+    caps = tf.constant(_length_caps(vocab_size))
+    candidates = min(width, vocab_size) if spec.strategy == "beam" else 1
+    if_finished = _only(PAD_ID, candidates)
+    if_stuck = _only(EOS_ID, candidates)
     source_len = tf.shape(source_ids)[1]
     if spec.strategy == "beam":  # all beams start equal: keep only the first at step one
         start = tf.tile(tf.concat([[0.0], tf.fill([width - 1], NEG_INF)], 0), [batch])
@@ -197,44 +223,57 @@ def decode(
         if spec.penalize_repeats:
             logits = repetition_penalty(logits, loop.tokens, t, knobs.repetition_penalty)
         log_probs = tf.nn.log_softmax(logits, axis=-1)
-        # The bans every row shares are combined on one [1, V] row, since element-wise ops
-        # over all rows (broadcast ones above all) are costly in TensorFlow Lite.
-        banned = never | ((t < knobs.min_length) & eos) | ((t >= knobs.max_length) & ~eos)
-        banned = banned[None, :]
+        # The length rules and the never-generated ids are the same for every row: one row of
+        # the caps table, applied by a broadcast minimum. TensorFlow Lite runs float ops like
+        # it fast, while its broadcast selects and boolean ops cost many times more.
+        shape = tf.cast(t < knobs.min_length, tf.int32) + 2 * tf.cast(
+            t >= knobs.max_length, tf.int32
+        )
+        allowed = tf.minimum(log_probs, tf.gather(caps, shape)[None, :])
+        banned = []
         if spec.no_repeat_ngram:
             n = spec.no_repeat_ngram
             history = tf.where(tf.range(length)[None, :] < t, loop.tokens, -1)
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned = banned | ngram_bans(history, tail, ready, n, vocab_size, canonical)
+            banned.append(ngram_bans(history, tail, ready, n, vocab_size, canonical))
         if spec.block_context_ngram:
             n = spec.block_context_ngram
             tail, ready = suffix(loop.tokens, t, n - 1)
-            banned = banned | ngram_bans(context, tail, ready, n, vocab_size, canonical)
+            banned.append(ngram_bans(context, tail, ready, n, vocab_size, canonical))
         if spec.banned:
-            banned = banned | phrase_bans(loop.tokens, t, spec.banned, vocab_size)
-        allowed = tf.where(banned, NEG_INF, log_probs)
-        # When the rules leave nothing, end the reply rather than emit a banned token (rare,
-        # so the replacement is only computed when some row needs it).
-        stuck = tf.reduce_max(allowed, axis=-1, keepdims=True) <= NEG_INF / 2
-        allowed = tf.cond(
-            tf.reduce_any(stuck),
-            lambda: tf.where(
-                stuck, eos_only[None, :] + log_probs * tf.cast(eos, tf.float32), allowed
-            ),
-            lambda: allowed,
-        )
-        allowed = tf.where(loop.finished[:, None], pad_only[None, :], allowed)
-        token_log_probs = tf.where(loop.finished[:, None], pad_only[None, :], log_probs)
+            banned.append(phrase_bans(loop.tokens, t, spec.banned, vocab_size))
+        if banned:
+            allowed = tf.where(tf.reduce_any(tf.stack(banned), axis=0), NEG_INF, allowed)
+
+        # Each row proposes `candidates` tokens with their log-probabilities (best first)...
+        if spec.strategy == "beam":
+            values, ids = tf.math.top_k(allowed, k=candidates)
+        else:
+            if spec.strategy == "sample":
+                ids = noise.categorical(filter_for_sampling(allowed, knobs), knobs.seed, t)
+            else:
+                ids = tf.argmax(allowed, axis=-1, output_type=tf.int32)
+            ids = ids[:, None]
+            values = tf.gather(allowed, ids, axis=1, batch_dims=1)
+        # ...as the full row would with its rules applied: a finished row only pads (at no
+        # cost), and one the rules leave no token ends the reply rather than emit a banned one.
+        stuck = values[:, :1] <= NEG_INF / 2
+        eos_log_prob = tf.where(if_stuck[1] == EOS_ID, log_probs[:, EOS_ID : EOS_ID + 1], NEG_INF)
+        values = tf.where(stuck, eos_log_prob, values)
+        ids = tf.where(stuck, if_stuck[1], ids)
+        values = tf.where(loop.finished[:, None], if_finished[0], values)
+        ids = tf.where(loop.finished[:, None], if_finished[1], ids)
 
         if spec.strategy == "beam":
-            total = loop.log_probs[:, None] + allowed
+            total = loop.log_probs[:, None] + values
             grown = loop.lengths + tf.cast(~loop.finished, tf.int32)
             ranking = total / gnmt_penalty(grown + 1, knobs.length_penalty)[:, None]
-            ranking = tf.reshape(ranking, [batch, width * vocab_size])
+            ranking = tf.reshape(ranking, [batch, width * candidates])
             _, best = tf.math.top_k(ranking, k=width)
-            parent = tf.reshape(best // vocab_size + tf.range(batch)[:, None] * width, [-1])
-            token = tf.reshape(best % vocab_size, [-1])
-            gathered = tf.gather(tf.reshape(total, [-1]), parent * vocab_size + token)
+            chosen = tf.reshape(best + tf.range(batch)[:, None] * (width * candidates), [-1])
+            parent = chosen // candidates
+            token = tf.gather(tf.reshape(ids, [-1]), chosen)
+            new_log_probs = tf.gather(tf.reshape(total, [-1]), chosen)
             loop = loop._replace(
                 states=tf.nest.map_structure(lambda s: tf.gather(s, parent), step.states),
                 attentional=tf.gather(step.attentional, parent),
@@ -243,16 +282,10 @@ def decode(
                 lengths=tf.gather(loop.lengths, parent),
                 attention=tf.gather(loop.attention, parent),
             )
-            new_log_probs = gathered
             weights = tf.gather(step.weights, parent) if spec.return_attention else None
         else:
-            if spec.strategy == "sample":
-                draw = noise.categorical(filter_for_sampling(allowed, knobs), knobs.seed, t)
-                token = tf.where(loop.finished, PAD_ID, draw)
-            else:
-                token = tf.argmax(allowed, axis=-1, output_type=tf.int32)
-            chosen = tf.gather(token_log_probs, token, axis=1, batch_dims=1)
-            new_log_probs = loop.log_probs + chosen
+            token = ids[:, 0]
+            new_log_probs = loop.log_probs + values[:, 0]
             loop = loop._replace(states=step.states, attentional=step.attentional)
             weights = step.weights if spec.return_attention else None
 

@@ -124,6 +124,24 @@ def test_min_length_is_honoured_and_eos_ends_every_hypothesis():
             assert EOS_ID not in tokens[:length] and PAD_ID not in tokens[:length]
 
 
+@pytest.mark.parametrize(
+    "spec", [SearchSpec("greedy"), SearchSpec("beam", 3), SearchSpec("sample", 3)]
+)
+def test_a_reply_the_rules_leave_no_token_ends_with_eos(spec):
+    """With each of the four real tokens allowed once and EOS banned until six tokens, every
+    hypothesis runs out after four: it ends there with EOS, and its log-probability is still
+    the model's, EOS included."""
+    generator = tiny_generator(1)
+    spec = SearchSpec(spec.strategy, spec.width, no_repeat_ngram=1)
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=8, min_length=6))
+    for row in range(2):
+        assert [sorted(reply) for reply in replies(decoded, row)] == [REAL] * spec.width
+        expected = generator.score(
+            np.repeat(SOURCE[row : row + 1], spec.width, axis=0), decoded.tokens[row]
+        )
+        np.testing.assert_allclose(decoded.log_probs[row], expected, atol=1e-4)
+
+
 def test_same_seed_same_sample_other_seed_other_sample():
     generator = tiny_generator(4)
     spec = SearchSpec("sample", 4)
