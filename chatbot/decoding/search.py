@@ -257,7 +257,9 @@ def decode(
             values = tf.gather(allowed, ids, axis=1, batch_dims=1)
         # ...as the full row would with its rules applied: a finished row only pads (at no
         # cost), and one the rules leave no token ends the reply rather than emit a banned one.
-        stuck = values[:, :1] <= NEG_INF / 2
+        # (the best value by a reduction: a slice of top_k's output turns XLA's top-k into a
+        # sort of whole rows, and 10 beam steps at the reference dimensions from 14 to 64 ms)
+        stuck = tf.reduce_max(values, axis=1, keepdims=True) <= NEG_INF / 2
         eos_log_prob = tf.where(if_stuck[1] == EOS_ID, log_probs[:, EOS_ID : EOS_ID + 1], NEG_INF)
         values = tf.where(stuck, eos_log_prob, values)
         ids = tf.where(stuck, if_stuck[1], ids)
