@@ -1,13 +1,16 @@
 """Rules on what the next token may be, applied to a step's log-probabilities as masks.
 
-Each function returns a bool [rows, vocab] tensor, True where a token is banned; the loop sets
-those log-probabilities to -inf. They run inside the compiled loop, vectorized over rows.
+Each rule returns a float32 [rows, vocab] tensor, positive where a token is banned and 0
+elsewhere; the loop sets those log-probabilities to -inf. They run inside the compiled loop,
+vectorized over rows. Masks are floats, not bools, because TensorFlow Lite runs float
+element-wise ops many times faster than boolean ones and selects over whole vocabulary rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from chatbot.tokenizer import BOS_ID, PAD_ID, SEP_ID, UNK_ID
@@ -16,14 +19,14 @@ NEVER_GENERATED = (PAD_ID, UNK_ID, BOS_ID, SEP_ID)
 
 
 def token_mask(rows: tf.Tensor, ids: tf.Tensor, vocab_size: int) -> tf.Tensor:
-    """bool [R, V], True at (r, ids[r, j]) for every valid id (>= 0) in row r of `ids` [R, W]."""
+    """float32 [R, V]: at (r, v), how often id v appears in row r of `ids` [R, W] (ids < 0 are
+    not counted)."""
     count = tf.shape(ids)[1]
     row_index = tf.repeat(tf.range(rows), count)
     flat = tf.reshape(ids, [-1])
     valid = flat >= 0
     indices = tf.stack([row_index, tf.maximum(flat, 0)], axis=1)
-    hits = tf.scatter_nd(indices, tf.cast(valid, tf.int32), [rows, vocab_size])  # sums repeats
-    return hits > 0
+    return tf.scatter_nd(indices, tf.cast(valid, tf.float32), [rows, vocab_size])  # sums repeats
 
 
 def suffix(tokens: tf.Tensor, length: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -73,25 +76,26 @@ def phrase_bans(
 ) -> tf.Tensor:
     """Ban the last token of a phrase when the history ends with the rest of it."""
     rows = tf.shape(tokens)[0]
-    banned = tf.zeros([rows, vocab_size], tf.bool)
+    last = []  # per phrase, its last id in the rows that end with the rest of it, else -1
     for phrase in phrases:
-        last = tf.one_hot(phrase[-1], vocab_size, on_value=True, off_value=False, dtype=tf.bool)
         if len(phrase) == 1:
             hit = tf.ones([rows], tf.bool)
         else:
             tail, ready = suffix(tokens, length, len(phrase) - 1)
             hit = tf.reduce_all(tail == tf.constant(phrase[:-1], tokens.dtype), axis=1) & ready
-        banned |= hit[:, None] & last[None, :]
-    return banned
+        last.append(tf.where(hit, phrase[-1], -1))
+    return token_mask(rows, tf.stack(last, axis=1), vocab_size)
 
 
 def repetition_penalty(
     logits: tf.Tensor, tokens: tf.Tensor, length: tf.Tensor, penalty: tf.Tensor
 ) -> tf.Tensor:
     """Keskar et al. (2019): divide positive logits (multiply negative ones) of tokens already
-    in the reply by `penalty`, making a repeat less likely whatever the logit's sign."""
+    in the reply by `penalty` (at least 1), making a repeat less likely whatever the logit's
+    sign: the smaller of the two, since both only lower a logit of that sign."""
     vocab_size = tf.shape(logits)[1]
     history = tf.where(tf.range(tf.shape(tokens)[1])[None, :] < length, tokens, -1)
-    seen = token_mask(tf.shape(logits)[0], history, vocab_size)
-    penalized = tf.where(logits > 0, logits / penalty, logits * penalty)
-    return tf.where(seen, penalized, logits)
+    unseen = 1.0 - tf.minimum(token_mask(tf.shape(logits)[0], history, vocab_size), 1.0)
+    penalized = tf.minimum(logits / penalty, logits * penalty)
+    # the penalized logit where seen, and the logit itself under a cap too large to bind
+    return tf.minimum(logits, penalized + unseen * np.finfo(np.float32).max)

@@ -242,8 +242,8 @@ def decode(
             banned.append(ngram_bans(context, tail, ready, n, vocab_size, canonical))
         if spec.banned:
             banned.append(phrase_bans(loop.tokens, t, spec.banned, vocab_size))
-        if banned:
-            allowed = tf.where(tf.reduce_any(tf.stack(banned), axis=0), NEG_INF, allowed)
+        if banned:  # NEG_INF where any rule bans a token, -0 (no cap) elsewhere
+            allowed = tf.minimum(allowed, NEG_INF * tf.minimum(tf.add_n(banned), 1.0))
 
         # Each row proposes `candidates` tokens with their log-probabilities (best first)...
         if spec.strategy == "beam":
