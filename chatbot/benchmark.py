@@ -22,16 +22,21 @@ from chatbot.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.optimizer import FusedAdam
 
 
-def median_ms(run: Callable[[], Any], repeats: int, warmup: int) -> float:
-    """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        run()
-    times = []
+def median_ms(runs: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time of each run in milliseconds, after `warmup` untimed calls of each.
+    The runs take turns, so all of them see the same machine: a shared machine's speed drifts
+    by tens of percent within a minute, and timing one run after another put that drift into
+    the ratios between them."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def random_batch(
@@ -65,7 +70,7 @@ def training_speed(
     """Median train step time and target tokens per second at the config's batch size."""
     model = build_for_benchmark(config)
     batch = random_batch(model.vocab_size, config.training.batch_size, source_len, target_len)
-    step_ms = median_ms(lambda: model.train_on_batch(*batch), steps, warmup)
+    step_ms = median_ms({"step": lambda: model.train_on_batch(*batch)}, steps, warmup)["step"]
     tokens = config.training.batch_size * target_len
     return {
         "train_step_ms": round(step_ms, 2),
@@ -99,7 +104,8 @@ def decoding_speed(
 ) -> dict[str, float]:
     """Median time to generate `steps` tokens (decoder steps, the last one the forced end of
     sequence, so none stops early) with greedy search at batch 1 and 32, and beam 5 at batch 1,
-    with the server's choice of programs (XLA for small batches) and the given runtime."""
+    with the server's choice of programs (XLA for small batches) and the given runtime; the
+    three take turns (see `median_ms`)."""
     model = build_for_benchmark(config)
     generator = Generator(model, jit_compile="auto", runtime=runtime)
     knobs = fixed_length_knobs(steps)
@@ -109,9 +115,8 @@ def decoding_speed(
         "greedy_ms_b32": (SearchSpec("greedy"), source),
         "beam5_ms_b1": (SearchSpec("beam", 5), source[:1]),
     }
-    return {
-        name: round(
-            median_ms(lambda s=spec, x=ids: generator.generate(x, s, knobs), repeats, warmup), 2
-        )
+    runs = {
+        name: lambda s=spec, x=ids: generator.generate(x, s, knobs)
         for name, (spec, ids) in cases.items()
     }
+    return {name: round(ms, 2) for name, ms in median_ms(runs, repeats, warmup).items()}
