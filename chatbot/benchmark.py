@@ -22,20 +22,28 @@ from chatbot.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.optimizer import FusedAdam
 
 
-def median_ms(runs: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+def median_ms(
+    runs: dict[str, Callable[[], Any]], repeats: int, warmup: int, turn: int = 5
+) -> dict[str, float]:
     """Median wall time of each run in milliseconds, after `warmup` untimed calls of each.
-    The runs take turns, so all of them see the same machine: a shared machine's speed drifts
-    by tens of percent within a minute, and timing one run after another put that drift into
-    the ratios between them."""
+
+    The runs take turns of `turn` timed calls, so all of them see the same machine: a shared
+    machine's speed drifts by tens of percent within a minute, and timing one run after the
+    other put that drift into the ratios between them. Each turn starts with an untimed call,
+    since the run before may have pushed this run's weights out of the CPU caches (a decoder
+    step at the reference dimensions reads about 30 MB of them), while a server that keeps
+    answering with one program finds them there."""
     for run in runs.values():
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
+    while any(len(values) < repeats for values in times.values()):
         for name, run in runs.items():
-            started = time.perf_counter()
             run()
-            times[name].append(time.perf_counter() - started)
+            for _ in range(min(turn, repeats - len(times[name]))):
+                started = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - started)
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
