@@ -44,31 +44,51 @@ def ngram_bans(
     ready: tf.Tensor,
     n: int,
     vocab_size: int,
-    canonical: tf.Tensor | None = None,
+    canonical: np.ndarray | None = None,
 ) -> tf.Tensor:
     """Ban every token that would complete an n-gram already present in `memory` [R, M]
     (ids, -1 for positions that must not match) after the row's last n-1 tokens `tail`.
     With `canonical` [V], ids that map to the same canonical id count as one token."""
-    if canonical is None:
-        return _ngram_bans(memory, tail, ready, n, vocab_size)
-    memory = tf.where(memory >= 0, tf.gather(canonical, tf.maximum(memory, 0)), -1)
-    tail = tf.gather(canonical, tf.maximum(tail, 0))
-    banned = _ngram_bans(memory, tail, ready, n, vocab_size)
-    return tf.gather(banned, canonical, axis=1)  # every id whose canonical id is banned
-
-
-def _ngram_bans(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int, vocab_size: int):
     rows = tf.shape(memory)[0]
+    if canonical is None:
+        return token_mask(rows, _completions(memory, tail, ready, n), vocab_size)
+    to_canonical = tf.constant(canonical, tf.int32)
+    memory = tf.where(memory >= 0, tf.gather(to_canonical, tf.maximum(memory, 0)), -1)
+    tail = tf.gather(to_canonical, tf.maximum(tail, 0))
+    banned = _completions(memory, tail, ready, n)  # canonical ids [R, M], -1 for none
+    # every id whose canonical id is banned, from a short list per canonical id (gathering
+    # whole vocabulary rows by `canonical` instead cost TensorFlow Lite 60 us a step at 4 rows)
+    ids = tf.gather(tf.constant(_same_reading(canonical)), tf.maximum(banned, 0))  # [R, M, G]
+    ids = tf.where(banned[:, :, None] >= 0, ids, -1)
+    return token_mask(rows, tf.reshape(ids, [rows, -1]), vocab_size)
+
+
+def _same_reading(canonical: np.ndarray) -> np.ndarray:
+    """int32 [V, G]: row c lists the ids whose canonical id is c, padded with -1."""
+    members: list[list[int]] = [[] for _ in canonical]
+    for token_id, canonical_id in enumerate(canonical.tolist()):
+        members[canonical_id].append(token_id)
+    table = np.full((len(canonical), max(map(len, members))), -1, np.int32)
+    for canonical_id, ids in enumerate(members):
+        table[canonical_id, : len(ids)] = ids
+    return table
+
+
+def _completions(memory: tf.Tensor, tail: tf.Tensor, ready: tf.Tensor, n: int) -> tf.Tensor:
+    """int32 [R, M]: for each n-gram of `memory` that starts with `tail`, its last id; else -1."""
     if n == 1:
-        return token_mask(rows, memory, vocab_size)
-    # Padding with n - 1 unmatchable positions leaves at least one frame however short the
-    # memory is, and every frame ending in padding is dropped below.
+        return memory
+    # The n-gram starting at position j is padded[:, j : j + n], and its i-th token for every j
+    # is the slice shifted[i]. Padding with n - 1 unmatchable positions keeps the slices as long
+    # as the memory, and an n-gram ending in padding is dropped below. (Slices, not
+    # tf.signal.frame, whose dynamic shape arithmetic cost TensorFlow Lite dozens of ops a step.)
+    size = tf.shape(memory)[1]
     padded = tf.pad(memory, [[0, 0], [0, n - 1]], constant_values=-1)
-    frames = tf.signal.frame(padded, n, 1, axis=1, pad_end=False)  # [R, W, n]
-    # all equal <=> no difference; TensorFlow Lite's converter fails on reduce_all here
-    prefix_matches = tf.reduce_sum(tf.abs(frames[:, :, :-1] - tail[:, None, :]), axis=-1) == 0
-    matches = prefix_matches & (frames[:, :, -1] >= 0) & ready[:, None]
-    return token_mask(rows, tf.where(matches, frames[:, :, -1], -1), vocab_size)
+    shifted = [padded[:, i : i + size] for i in range(n)]
+    matches = (shifted[-1] >= 0) & ready[:, None]
+    for i in range(n - 1):
+        matches &= tf.equal(shifted[i], tail[:, i : i + 1])
+    return tf.where(matches, shifted[-1], -1)
 
 
 def phrase_bans(

@@ -72,7 +72,7 @@ class Generator:
                 f"runtime {runtime!r} is unknown; expected one of {', '.join(RUNTIMES)}"
             )
         self.model = model
-        self.canonical = None if canonical_ids is None else tf.constant(canonical_ids, tf.int32)
+        self.canonical = None if canonical_ids is None else np.asarray(canonical_ids, np.int32)
         self.jit_compile = jit_compile
         self.xla_max_rows = xla_max_rows
         self.runtime = runtime

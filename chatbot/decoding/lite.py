@@ -32,7 +32,7 @@ def convert(
     model: Seq2Seq,
     spec: SearchSpec,
     rows: int,
-    canonical: tf.Tensor | None,
+    canonical: np.ndarray | None,
     *,
     quantize: bool = False,
 ) -> bytes:

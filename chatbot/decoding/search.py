@@ -187,7 +187,7 @@ def decode(
     source_ids: tf.Tensor,
     spec: SearchSpec,
     knobs: Knobs,
-    canonical: tf.Tensor | None = None,
+    canonical: np.ndarray | None = None,
 ) -> Decoded:
     """Decode a batch of sources [B, S]; build the graph inside a `tf.function`. n-gram
     blocking treats ids with the same `canonical` id [V] (see `Tokenizer.canonical_ids`) as
