@@ -304,22 +304,23 @@ def nucleus_reference(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarra
     top_k=st.sampled_from([0, 1, 3, 8, 40]),
     top_p=st.sampled_from([0.05, 0.5, 0.9, 1.0]),
     head=st.sampled_from([1, 4, 16]),
+    wide=st.sampled_from([8, 24, 64]),
     xla=st.booleans(),
 )
 def test_sampling_filter_sorting_a_head_keeps_what_a_full_sort_keeps(
-    seed, sharpness, top_k, top_p, head, xla
+    seed, sharpness, top_k, top_p, head, wide, xla
 ):
-    """Flat rows and large top-k need the full sort, peaked ones settle within the head; a
-    batch mixes both, and either way (in graph mode and under XLA) the kept tokens are the
-    definition's."""
+    """Flat rows and large top-k need the wide head or the full sort, peaked ones settle
+    within the head; a batch mixes them, and either way (in graph mode and under XLA) the kept
+    tokens are the definition's."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(3, 40)) * np.array([[sharpness], [0.1], [12.0]])
     log_probs = tf.nn.log_softmax(tf.constant(logits, tf.float32))
-    if (head, xla) not in FILTERS:
-        FILTERS[head, xla] = tf.function(
-            lambda x, knobs: filter_for_sampling(x, knobs, head=head), jit_compile=xla
+    if (head, wide, xla) not in FILTERS:
+        FILTERS[head, wide, xla] = tf.function(
+            lambda x, knobs: filter_for_sampling(x, knobs, head=head, wide=wide), jit_compile=xla
         )
-    filtered = FILTERS[head, xla](log_probs, knobs(top_k=top_k, top_p=top_p))
+    filtered = FILTERS[head, wide, xla](log_probs, knobs(top_k=top_k, top_p=top_p))
     expected = nucleus_reference(log_probs.numpy(), top_k, top_p)
     np.testing.assert_array_equal(filtered.numpy() > NEG_INF / 2, expected)
 
