@@ -255,10 +255,10 @@ def decode(
         # The length rules and the never-generated ids are the same for every row: one row of
         # the caps table, applied by a broadcast minimum. TensorFlow Lite runs float ops like
         # it fast, while its broadcast selects and boolean ops cost many times more.
-        shape = tf.cast(t < knobs.min_length, tf.int32) + 2 * tf.cast(
+        cap_row = tf.cast(t < knobs.min_length, tf.int32) + 2 * tf.cast(
             t >= knobs.max_length, tf.int32
         )
-        allowed = tf.minimum(log_probs, tf.gather(caps, shape)[None, :])
+        allowed = tf.minimum(log_probs, tf.gather(caps, cap_row)[None, :])
         banned = []
         if spec.no_repeat_ngram:
             n = spec.no_repeat_ngram
