@@ -7,7 +7,8 @@ Each op runs 50 times inside a `tf.while_loop` of a converted Lite program (2 th
 decoding runtime runs), on a [rows, vocab] float input whose values change every iteration;
 the figure is the median time per iteration minus that of a loop that does nothing else, in
 microseconds. The `ban` row is a bool [1, vocab] mask, `cap` the float row made from it
-(0, or -1e9 where banned), `finished` a bool [rows] mask.
+(0, or -1e9 where banned), `finished` a bool [rows] mask; `output_layer` multiplies the rows'
+first 500 values by a constant [500, vocab] matrix, as the reference model's last layer does.
 """
 
 from __future__ import annotations
@@ -27,8 +28,17 @@ import tensorflow as tf
 ITERATIONS = 50
 NEG_INF = -1e9
 
+UNITS = 500  # the reference model's hidden size
+
+
+def _weights(vocab: int) -> tf.Tensor:
+    """A [UNITS, vocab] matrix the converter folds into a constant, as a model's output layer."""
+    return tf.reshape(tf.sin(tf.range(UNITS * vocab, dtype=tf.float32)), [UNITS, vocab])
+
+
 OPS = {
     "nothing": lambda x, ban, cap, finished: x,
+    "output_layer": lambda x, ban, cap, finished: tf.matmul(x[:, :UNITS], _weights(x.shape[1])),
     "add_row_broadcast": lambda x, ban, cap, finished: x + cap,
     "minimum_row_broadcast": lambda x, ban, cap, finished: tf.minimum(x, cap),
     "select_row_broadcast": lambda x, ban, cap, finished: tf.where(ban, NEG_INF, x),

@@ -57,7 +57,7 @@ def ngram_bans(
     tail = tf.gather(to_canonical, tf.maximum(tail, 0))
     banned = _completions(memory, tail, ready, n)  # canonical ids [R, M], -1 for none
     # every id whose canonical id is banned, from a short list per canonical id (gathering the
-    # columns of whole vocabulary rows by `canonical` takes TensorFlow Lite 75 us at 5 x 7,800,
+    # columns of whole vocabulary rows by `canonical` takes TensorFlow Lite 73 us at 5 x 7,800,
     # `bench/lite_ops.py`)
     ids = tf.gather(tf.constant(_same_reading(canonical)), tf.maximum(banned, 0))  # [R, M, G]
     ids = tf.where(banned[:, :, None] >= 0, ids, -1)
