@@ -18,7 +18,7 @@ from chatbot.tokenizer import BOS_ID, PAD_ID, SEP_ID, UNK_ID
 NEVER_GENERATED = (PAD_ID, UNK_ID, BOS_ID, SEP_ID)
 
 
-def token_mask(rows: tf.Tensor, ids: tf.Tensor, vocab_size: int) -> tf.Tensor:
+def token_counts(rows: tf.Tensor, ids: tf.Tensor, vocab_size: int) -> tf.Tensor:
     """float32 [R, V]: at (r, v), how often id v appears in row r of `ids` [R, W] (ids < 0 are
     not counted)."""
     count = tf.shape(ids)[1]
@@ -51,7 +51,7 @@ def ngram_bans(
     With `canonical` [V], ids that map to the same canonical id count as one token."""
     rows = tf.shape(memory)[0]
     if canonical is None:
-        return token_mask(rows, _completions(memory, tail, ready, n), vocab_size)
+        return token_counts(rows, _completions(memory, tail, ready, n), vocab_size)
     to_canonical = tf.constant(canonical, tf.int32)
     memory = tf.where(memory >= 0, tf.gather(to_canonical, tf.maximum(memory, 0)), -1)
     tail = tf.gather(to_canonical, tf.maximum(tail, 0))
@@ -61,7 +61,7 @@ def ngram_bans(
     # `bench/lite_ops.py`)
     ids = tf.gather(tf.constant(_same_reading(canonical)), tf.maximum(banned, 0))  # [R, M, G]
     ids = tf.where(banned[:, :, None] >= 0, ids, -1)
-    return token_mask(rows, tf.reshape(ids, [rows, -1]), vocab_size)
+    return token_counts(rows, tf.reshape(ids, [rows, -1]), vocab_size)
 
 
 def _same_reading(canonical: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ def phrase_bans(
             tail, ready = suffix(tokens, length, len(phrase) - 1)
             hit = tf.reduce_all(tail == tf.constant(phrase[:-1], tokens.dtype), axis=1) & ready
         last.append(tf.where(hit, phrase[-1], -1))
-    return token_mask(rows, tf.stack(last, axis=1), vocab_size)
+    return token_counts(rows, tf.stack(last, axis=1), vocab_size)
 
 
 def repetition_penalty(
@@ -113,10 +113,11 @@ def repetition_penalty(
 ) -> tf.Tensor:
     """Keskar et al. (2019): divide positive logits (multiply negative ones) of tokens already
     in the reply by `penalty` (at least 1), making a repeat less likely whatever the logit's
-    sign: the smaller of the two, since both only lower a logit of that sign."""
+    sign. Computed as the smaller of logit / penalty and logit * penalty, which is the one
+    that lowers the logit."""
     vocab_size = tf.shape(logits)[1]
     history = tf.where(tf.range(tf.shape(tokens)[1])[None, :] < length, tokens, -1)
-    unseen = 1.0 - tf.minimum(token_mask(tf.shape(logits)[0], history, vocab_size), 1.0)
+    unseen = 1.0 - tf.minimum(token_counts(tf.shape(logits)[0], history, vocab_size), 1.0)
     penalized = tf.minimum(logits / penalty, logits * penalty)
     # the penalized logit where seen, and the logit itself under a cap too large to bind
     return tf.minimum(logits, penalized + unseen * np.finfo(np.float32).max)
