@@ -61,13 +61,14 @@ SETTINGS = {
         block_context_ngram=1,
     ),
 }
-RUNTIMES = {"tf": dict(runtime="tf"), "xla": dict(jit_compile=True), "lite": dict(runtime="lite")}
+# `Chatbot.load` options per snapshot part: TensorFlow in graph mode, under XLA, and Lite
+LOADS = {"tf": dict(runtime="tf"), "xla": dict(jit_compile=True), "lite": dict(runtime="lite")}
 
 
 def snapshot(model: str, data: str, limit: int) -> dict[str, np.ndarray]:
     examples = load_examples(data, "valid")[:limit]
     arrays = {}
-    for runtime, options in RUNTIMES.items():
+    for runtime, options in LOADS.items():
         bot = Chatbot.load(model, **options)
         sources = [
             np.array([bot.context_ids(e.context[-1], list(e.context[:-1]))], np.int32)

@@ -25,8 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
+from chatbot.decoding.search import NEG_INF
+
 ITERATIONS = 50
-NEG_INF = -1e9
 
 UNITS = 500  # the reference model's hidden size
 
