@@ -145,6 +145,10 @@ def normalize_graph(text: tf.Tensor, config: NormalizerConfig) -> tf.Tensor:
         text = tf.strings.regex_replace(
             text, f"({word}) ?' ?((?i:s|m|d|t|re|ve|ll))({not_word}|$)", r"\1'\2\3"
         )
+        for ending in ("Ve", "Re", "Ll"):
+            text = tf.strings.regex_replace(
+                text, f"({word})'{ending}({not_word}|$)", f"\\1'{ending.lower()}\\2"
+            )
         text = tf.strings.regex_replace(text, r" +([.,!?;:%)\]}]|\.\.\.)", r"\1")
         text = tf.strings.regex_replace(text, "([(\\[{$£€¥]) +", r"\1")
     return text

@@ -30,6 +30,9 @@ QUOTES = str.maketrans(
 )
 # Contractions split by a tokenizer: "I ' m", "don ' t", "it ' s" -> "I'm", "don't", "it's".
 _SPLIT_CONTRACTION = re.compile(r"(\w) ?' ?(s|m|d|t|re|ve|ll)\b", re.IGNORECASE)
+# Title-cased contraction endings: DailyDialog writes "I ' Ve" (curly) hundreds of times,
+# which would teach a model to say "I'Ve". Only that form is lowered: "I'VE" keeps its shout.
+_TITLE_CASE_CONTRACTION = re.compile(r"(\w)'(Ve|Re|Ll)\b")
 # A space before closing punctuation: "word ." "word ," "word ?" "50 %" -> "word." etc.
 _SPACE_BEFORE = re.compile(r" +([.,!?;:%)\]}]|\.\.\.)")
 # A space after opening brackets and currency signs: "( word" "$ 5" -> "(word" "$5".
@@ -40,6 +43,10 @@ _WHITESPACE = re.compile(r"\s+")
 def _is_dropped_char(char: str) -> bool:
     """Control and format characters (except whitespace) carry no text and confuse tokenizers."""
     return unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co", "Cn"} and not char.isspace()
+
+
+def _lower_ending(match: re.Match[str]) -> str:
+    return f"{match[1]}'{match[2].lower()}"
 
 
 class Normalizer:
@@ -66,6 +73,7 @@ class Normalizer:
             text = text.translate(QUOTES)
         if config.detokenize_punctuation:
             text = _SPLIT_CONTRACTION.sub(r"\1'\2", text)
+            text = _TITLE_CASE_CONTRACTION.sub(_lower_ending, text)
             text = _SPACE_BEFORE.sub(r"\1", text)
             text = _SPACE_AFTER.sub(r"\1", text)
         return text

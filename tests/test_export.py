@@ -28,6 +28,7 @@ TRICKY_TEXTS = [
     "I ’ m  fine , thanks .",
     "“Great”   day\t\n",
     "You don ’ t have to , we ’ ll see , they ’ ve gone",
+    "I ’ Ve seen it , We'Re late , you ’ Ll go , I'VE won , O'Connell",
     "It ' s 50 % off ( maybe ) . $ 5 ...",
     "rock 'n' roll in the '90s",
     "ｆｕｌｌ width\u00a0space ﬁne",

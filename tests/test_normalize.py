@@ -27,6 +27,15 @@ def test_curly_and_straight_apostrophes_are_unified_and_contractions_rejoined():
     assert normalize("I don't") == normalize("I don’t") == "I don't"
 
 
+def test_title_cased_contraction_endings_are_lowered():
+    # DailyDialog's train split writes "I ’ Ve" 737 times
+    assert normalize("I ’ Ve seen it , We ' Re late , you ’ Ll go") == (
+        "I've seen it, We're late, you'll go"
+    )
+    assert normalize("I'Ve") == "I've"
+    assert normalize("I'VE DONE IT, O'Connell, it's Leo's") == "I'VE DONE IT, O'Connell, it's Leo's"
+
+
 def test_unicode_nfkc_and_whitespace():
     assert normalize("ｆｕｌｌ width\u00a0space") == "full width space"
     assert normalize("  many \t spaces\nand lines  ") == "many spaces and lines"
