@@ -204,6 +204,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         samples=args.samples,
+        hits_k=args.hits_k,
+        distractor_seed=args.distractor_seed,
         **_decoding(args),
     )
     if args.attention_plot:
@@ -347,10 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser(
         "evaluate",
-        help="perplexity and reply quality on held-out conversations",
-        description="Teacher-forced perplexity of the references, then replies generated with "
-        "the decoding settings, scored with sacreBLEU, distinct-1/2, mean length, the share "
-        "of generic replies and of replies repeating a 3-gram.",
+        help="perplexity, hits@1 and reply quality on held-out conversations",
+        description="Teacher-forced perplexity of the references (per token and per word), "
+        "hits@1/K (how often the true reply outscores K-1 replies from other dialogues, and "
+        "the same with the context blanked), then replies generated with the decoding "
+        "settings, scored with sacreBLEU, distinct-1/2, mean length, the share of generic "
+        "replies and of replies repeating a 3-gram.",
     )
     ev.add_argument("--model", required=True, metavar="DIR", help="a model bundle")
     ev.add_argument(
@@ -363,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
     ev.add_argument("--batch-size", type=int, default=64, metavar="N")
     ev.add_argument("--samples", type=int, default=5, metavar="N", help="conversations shown (5)")
+    ev.add_argument(
+        "--hits-k", type=int, default=20, metavar="K", help="candidates for hits@1/K (20; 0: off)"
+    )
+    ev.add_argument(
+        "--distractor-seed", type=int, default=0, metavar="S", help="seed of hits@1 distractors"
+    )
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument("--attention-plot", metavar="OUT.png", help="heatmap of the first example")
     _add_runtime_flag(ev)

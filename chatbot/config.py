@@ -49,6 +49,9 @@ class TokenizerConfig(StrictModel):
     max_sentences: int = Field(default=2_000_000, ge=1)
 
 
+Direction = Literal["forward", "backward"]
+
+
 class DataConfig(StrictModel):
     """How dialogues become examples and examples become padded batches."""
 
@@ -57,6 +60,9 @@ class DataConfig(StrictModel):
     max_target_len: int = Field(default=32, ge=2, le=4096)
     valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
     seed: int = 0
+    # backward: each example predicts the context's last turn from the response, the model
+    # p(context | reply) that MMI-bidi reranking (decoding.mmi_backward) scores replies with
+    direction: Direction = "forward"
     normalizer: NormalizerConfig = NormalizerConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatbot.config import Direction
 from chatbot.corpora import Dialogue, Skip, Turn
 from chatbot.errors import DataError
 from chatbot.normalize import Normalizer
@@ -65,11 +66,21 @@ def normalize_dialogue(dialogue: Dialogue, normalizer: Normalizer) -> Dialogue |
     )
 
 
-def dialogue_examples(dialogue: Dialogue, history: int) -> Iterator[Example]:
-    """One example per turn after the first, with up to `history` preceding turns as context."""
+def dialogue_examples(
+    dialogue: Dialogue, history: int, direction: Direction = "forward"
+) -> Iterator[Example]:
+    """One example per turn after the first, with up to `history` preceding turns as context;
+    `direction` "backward" turns each around (`backward_example`)."""
     texts = [turn.text for turn in dialogue.turns]
     for i in range(1, len(texts)):
-        yield Example(tuple(texts[max(0, i - history) : i]), texts[i], dialogue.source)
+        example = Example(tuple(texts[max(0, i - history) : i]), texts[i], dialogue.source)
+        yield backward_example(example) if direction == "backward" else example
+
+
+def backward_example(example: Example) -> Example:
+    """The example turned around: the response is the context, its last turn the target
+    (Li et al. 2016 score p(message | reply) with such a model to rerank replies)."""
+    return Example((example.response,), example.context[-1], example.source)
 
 
 def split_dialogues(

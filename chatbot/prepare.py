@@ -139,7 +139,9 @@ def prepare(
         train, valid = split_dialogues(train_result.dialogues, config.valid_fraction, config.seed)
         splits = {"train": train, "valid": valid}
     examples = {
-        name: [ex for d in dialogues for ex in dialogue_examples(d, config.history)]
+        name: [
+            ex for d in dialogues for ex in dialogue_examples(d, config.history, config.direction)
+        ]
         for name, dialogues in splits.items()
     }
     tokenizer = Tokenizer.train(

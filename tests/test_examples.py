@@ -4,6 +4,7 @@ from chatbot.corpora import Dialogue, Skip, Turn
 from chatbot.errors import DataError
 from chatbot.examples import (
     Example,
+    backward_example,
     dialogue_examples,
     normalize_dialogue,
     read_examples,
@@ -32,6 +33,19 @@ def test_history_keeps_the_newest_turns_oldest_first():
         ("b", "c", "d"),
     ]
     assert [e.response for e in examples] == ["b", "c", "d", "e"]
+
+
+def test_backward_examples_predict_the_last_context_turn_from_the_response():
+    dialogue = _dialogue("a", "b", "c", "d")
+    forward = list(dialogue_examples(dialogue, history=3))
+    backward = list(dialogue_examples(dialogue, history=3, direction="backward"))
+    assert [(e.context, e.response) for e in backward] == [
+        (("b",), "a"),
+        (("c",), "b"),
+        (("d",), "c"),
+    ]
+    assert backward == [backward_example(e) for e in forward]
+    assert all(e.source == "f.txt:3" for e in backward)
 
 
 def test_a_dialogue_of_n_turns_gives_n_minus_one_examples():

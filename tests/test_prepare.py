@@ -60,6 +60,26 @@ def test_prepare_writes_a_complete_directory(tmp_path):
     assert data.manifest["inputs"] == [str(corpus)]
 
 
+def test_backward_data_turns_the_same_examples_around_with_the_same_tokenizer(tmp_path):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl")
+    prepare("jsonl", [corpus], tmp_path / "forward", CONFIG)
+    backward_config = CONFIG.model_copy(update={"direction": "backward"})
+    prepare("jsonl", [corpus], tmp_path / "backward", backward_config)
+    forward, backward = (
+        PreparedData.load(tmp_path / "forward"),
+        PreparedData.load(tmp_path / "backward"),
+    )
+    assert backward.config.direction == "backward"
+    for split in ("train", "valid"):
+        assert [(ex.response, ex.context[-1]) for ex in forward.examples(split)] == [
+            (ex.context[0], ex.response) for ex in backward.examples(split)
+        ]
+    # MMI-bidi scores the forward model's replies with the backward model: same ids needed
+    assert (tmp_path / "forward" / "tokenizer.model").read_bytes() == (
+        tmp_path / "backward" / "tokenizer.model"
+    ).read_bytes()
+
+
 def test_texts_are_normalized_before_they_are_written(tmp_path):
     corpus = tmp_path / "c.tsv"
     corpus.write_text("How are you ?\tI ’ m fine , thanks .\n" * 4, encoding="utf-8")

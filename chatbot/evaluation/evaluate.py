@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chatbot.bot import Chatbot
 from chatbot.errors import ConfigError, DataError
-from chatbot.evaluation.metrics import reply_metrics
+from chatbot.evaluation.metrics import reply_metrics, word_count
+from chatbot.evaluation.ranking import draw_distractors, rank_replies
 from chatbot.examples import Example, read_examples
 from chatbot.prepare import PreparedData, Split
 from chatbot.tokenizer import EOS_ID, pad_ids
@@ -45,17 +48,22 @@ def evaluate(
     batch_size: int = 64,
     limit: int | None = None,
     samples: int = 5,
+    hits_k: int = 20,
+    distractor_seed: int = 0,
     **decoding: Any,
 ) -> dict[str, Any]:
-    """Perplexity of the references and metrics of the generated replies, as one JSON-ready
-    dict; `decoding` overrides the bundle's decoding settings.
+    """Likelihood metrics of the references and metrics of the generated replies, as one
+    JSON-ready dict; `decoding` overrides the bundle's decoding settings.
 
     The message of an example is its last context turn and the history the turns before it.
     Perplexity is exp(total negative log-likelihood / total target tokens), each reference
     being the normalized response plus EOS, whole (training's val_perplexity cuts it at
-    max_target_len); BLEU compares the replies with the same normalized references.
-    `replies_per_second` counts generation time only, `seconds` the whole evaluation, and
-    `samples` holds the first `samples` conversations.
+    max_target_len); `word_perplexity` spreads the same total over `words` (see
+    `metrics.word_count`), a figure that does not depend on the tokenizer. With `hits_k`
+    (0: off), the hits@1/K ranking of `chatbot.evaluation.ranking` over the same examples.
+    BLEU compares the replies with the same normalized references. `replies_per_second`
+    counts generation time only, `seconds` the whole evaluation, and `samples` holds the
+    first `samples` conversations.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -63,32 +71,56 @@ def evaluate(
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if samples < 0:
         raise ConfigError(f"samples must be at least 0, got {samples}")
+    if hits_k == 1 or hits_k < 0:
+        raise ConfigError(f"hits_k must be 0 (off) or at least 2, got {hits_k}")
     settings = bot.settings(**decoding)
     examples = list(examples[:limit])
     if not examples:
         raise DataError("no examples to evaluate")
     started = time.perf_counter()
-    log_likelihood, target_tokens, generating = 0.0, 0, 0.0
-    references: list[str] = []
-    replies: list[str] = []
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        messages = [example.context[-1] for example in batch]
-        histories = [example.context[:-1] for example in batch]
-        sources = [bot.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
-        responses = [bot.normalizer(example.response) for example in batch]
-        references += responses
-        targets = [[*ids, EOS_ID] for ids in bot.tokenizer.encode(responses)]
-        log_likelihood += float(bot.generator.score(pad_ids(sources), pad_ids(targets)).sum())
-        target_tokens += sum(map(len, targets))
-        generation_started = time.perf_counter()
-        replies += [reply.text for reply in bot.reply_batch(messages, histories, **decoding)]
-        generating += time.perf_counter() - generation_started
-    nll_per_token = -log_likelihood / target_tokens
+    messages = [example.context[-1] for example in examples]
+    histories = [example.context[:-1] for example in examples]
+    sources = [bot.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
+    references = [bot.normalizer(example.response) for example in examples]
+    targets = [[*ids, EOS_ID] for ids in bot.tokenizer.encode(references)]
+    true_scores = _score(bot, sources, targets)
+    nll = -float(true_scores.sum())
+    target_tokens = sum(map(len, targets))
+    words = sum(map(word_count, references))
+    ranking: dict[str, Any] = {}
+    if hits_k:
+        try:
+            distractors = draw_distractors(
+                [example.source for example in examples], references, hits_k, distractor_seed
+            )
+        except DataError as error:  # too few dialogues: the other metrics still stand
+            ranking = {"hits_k": hits_k, "hits_skipped": str(error)}
+        else:
+            ranking = rank_replies(
+                lambda s, t: _score(bot, s, t),
+                sources,
+                targets,
+                true_scores,
+                distractors,
+                blank_source=[EOS_ID],
+                batch_size=batch_size,
+            ).as_dict()
+    generation_started = time.perf_counter()
+    replies = [
+        reply.text
+        for start in range(0, len(examples), batch_size)
+        for reply in bot.reply_batch(
+            messages[start : start + batch_size], histories[start : start + batch_size], **decoding
+        )
+    ]
+    generating = time.perf_counter() - generation_started
     return {
         "examples": len(examples),
-        "perplexity": math.exp(nll_per_token),
-        "nll_per_token": nll_per_token,
+        "perplexity": math.exp(nll / target_tokens),
+        "nll_per_token": nll / target_tokens,
+        "word_perplexity": math.exp(nll / words),
+        "words": words,
+        **ranking,
         **reply_metrics(replies, references),
         "seconds": time.perf_counter() - started,
         "replies_per_second": len(examples) / generating,
@@ -100,6 +132,36 @@ def evaluate(
             )
         ],
     }
+
+
+def _score(
+    bot: Chatbot,
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    tokens_per_batch: int = 16_384,
+    max_rows: int = 512,
+) -> np.ndarray:
+    """log p(target | source) per pair, teacher-forced. Pairs go shortest target first, in
+    batches of at most `max_rows` pairs and `tokens_per_batch` padded target tokens: the
+    scorer holds [rows, target length, vocabulary] log-probabilities, and one long reference
+    among a thousand short ones would otherwise pad them all."""
+    order = np.argsort([len(target) for target in targets], kind="stable")
+    scores = np.empty(len(targets), np.float64)
+    start = 0
+    while start < len(order):
+        stop = start + 1  # targets grow along `order`, so the newest one sets the padding
+        while (
+            stop < len(order)
+            and stop - start < max_rows
+            and (stop + 1 - start) * len(targets[order[stop]]) <= tokens_per_batch
+        ):
+            stop += 1
+        chosen = order[start:stop]
+        scores[chosen] = bot.generator.score(
+            pad_ids([sources[i] for i in chosen]), pad_ids([targets[i] for i in chosen])
+        )
+        start = stop
+    return scores
 
 
 def _value(value: Any) -> str:

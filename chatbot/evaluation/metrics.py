@@ -80,6 +80,8 @@ _GENERIC = re.compile(rf"{_PHRASE}(?:\W+{_PHRASE})*", re.IGNORECASE)
 # punctuation mark ("...", "!!").
 _TOKEN = re.compile(r"\w+(?:'\w+)*|([^\w\s])\1*")
 _BLEU = BLEU()
+# Word-level perplexity's words: runs of letters and digits, and each other visible character.
+_WORD = re.compile(r"[^\W_]+|[^\w\s]|_")
 
 
 def _normalize(reply: str) -> str:
@@ -106,6 +108,14 @@ def generic_share(replies: Sequence[str]) -> float:
 def tokens(text: str) -> list[str]:
     """Lowercased words (contractions kept whole) and punctuation of ``text``, in order."""
     return [match.group() for match in _TOKEN.finditer(text.lower().translate(_APOSTROPHES))]
+
+
+def word_count(reference: str) -> int:
+    """Words of a reference for word-level perplexity: lower-cased runs of letters and digits
+    and single punctuation marks (so "don't!" is don ' t !), plus one end mark, since the
+    model also predicts where a reply ends. Independent of any tokenizer, so models with
+    different vocabularies compare."""
+    return len(_WORD.findall(reference.lower())) + 1
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:

@@ -11,7 +11,9 @@ from chatbot.bundle import Bundle
 from chatbot.config import DataConfig, load_config
 from chatbot.errors import ConfigError, DataError
 from chatbot.evaluation.evaluate import evaluate, format_report, load_examples
+from chatbot.evaluation.metrics import word_count
 from chatbot.evaluation.plots import plot_attention
+from chatbot.evaluation.ranking import draw_distractors
 from chatbot.examples import Example
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.prepare import prepare
@@ -28,7 +30,7 @@ TINY = [
 ]
 WORDS = ["red", "blue", "green", "big", "small", "cat", "dog", "bird", "sees", "likes", "the", "a"]
 METRICS = ["examples", "perplexity", "nll_per_token", "bleu", "distinct_1", "generic_share"]
-METRICS += ["replies", "seconds", "replies_per_second"]
+METRICS += ["replies", "seconds", "replies_per_second", "word_perplexity", "words"]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,51 @@ def test_perplexity_matches_the_models_own_scores(bot, examples):
     assert results["perplexity"] == pytest.approx(np.exp(-log_likelihood / tokens), rel=1e-4)
     assert results["nll_per_token"] == pytest.approx(math.log(results["perplexity"]))
     assert results["perplexity"] > 1
+
+
+def test_word_perplexity_spreads_the_same_likelihood_over_words(bot, examples):
+    results = evaluate(bot, examples, hits_k=0)
+    words = sum(word_count(bot.normalizer(example.response)) for example in examples)
+    assert results["words"] == words
+    nll = results["nll_per_token"] * sum(
+        len(ids) + 1 for ids in bot.tokenizer.encode([ex.response for ex in examples])
+    )
+    assert results["word_perplexity"] == pytest.approx(math.exp(nll / words), rel=1e-6)
+    assert "hits_at_1" not in results
+
+
+def test_hits_at_1_against_one_pair_at_a_time(bot, examples):
+    results = evaluate(bot, examples, hits_k=3, distractor_seed=7)
+    references = [bot.normalizer(example.response) for example in examples]
+    rows = draw_distractors([ex.source for ex in examples], references, 3, seed=7)
+
+    def score(source, reply):  # one row at a time: no padding to get wrong
+        target = [*bot.tokenizer.encode([reply])[0], EOS_ID]
+        value = bot.generator.score(np.array([source]), np.array([target]))[0]
+        return value, value / len(target)
+
+    hits = {"summed": 0, "per_token": 0, "blind_summed": 0, "blind_per_token": 0}
+    for example, row, reference in zip(examples, rows, references, strict=True):
+        context = bot.context_ids(example.context[-1], example.context[:-1])
+        for prefix, source in (("", context), ("blind_", [EOS_ID])):
+            true = score(source, reference)
+            others = [score(source, references[j]) for j in row]
+            hits[prefix + "summed"] += all(true[0] > other[0] for other in others)
+            hits[prefix + "per_token"] += all(true[1] > other[1] for other in others)
+    n = len(examples)
+    assert results["hits_k"] == 3
+    assert results["hits_at_1"] == pytest.approx(hits["per_token"] / n)
+    assert results["hits_at_1_summed"] == pytest.approx(hits["summed"] / n)
+    assert results["hits_at_1_blind"] == pytest.approx(hits["blind_per_token"] / n)
+    assert results["hits_at_1_summed_blind"] == pytest.approx(hits["blind_summed"] / n)
+
+
+def test_hits_at_1_is_skipped_with_its_reason_when_too_few_dialogues(bot, examples):
+    results = evaluate(bot, examples, hits_k=20)
+    assert results["hits_k"] == 20 and "hits_at_1" not in results
+    assert re.search(r"hits@1/20 needs 19 distractor replies", results["hits_skipped"])
+    with pytest.raises(ConfigError, match="hits_k"):
+        evaluate(bot, examples, hits_k=1)
 
 
 def test_replies_and_metrics_for_every_example(bot, examples):

@@ -16,6 +16,7 @@ from chatbot.evaluation.metrics import (
     repeats_ngram,
     reply_metrics,
     tokens,
+    word_count,
 )
 
 GENERIC = [
@@ -107,6 +108,20 @@ def test_generic_share():
 )
 def test_tokens(text, expected):
     assert tokens(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("Don't go!", 6),  # don ' t go ! + end
+        ("I'm 25.", 6),  # i ' m 25 . + end
+        ("  ", 1),  # the end mark alone
+        ("Café... ok", 6),  # café . . . ok + end
+        ("snake_case", 4),  # snake _ case + end
+    ],
+)
+def test_word_count(reference, expected):
+    assert word_count(reference) == expected
 
 
 def test_distinct_n_hand_computed():
