@@ -1,0 +1,234 @@
+"""Blind sensibleness-and-specificity ratings (Adiwardana et al. 2020, "Towards a Human-like
+Open-Domain Chatbot"): packs for raters, and their scores per system.
+
+A pack shows raters each (context, reply) pair with nothing that tells who wrote the reply:
+every system's replies and the human references go through the same display normalization,
+are shuffled together and carry random ids; which system wrote what is in a separate key. A
+rater marks each reply sensible (it makes sense in context) and specific (sensible, and
+specific to this context rather than a reply that would fit almost anything); the rubric is
+`bench/ssa_rubric.md`. SSA is the mean of the sensible rate and the sensible-and-specific rate.
+The human references are the control: raters who give them far less than 0.85 SSA are not
+rating carefully, so every result is reported with the control's score.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import DataError
+from chatbot.examples import Example
+from chatbot.normalize import QUOTES
+
+HUMAN = "human"
+SPEAKERS = ("A", "B")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One pair for raters, and (in the key only) who wrote the reply."""
+
+    id: str
+    context: tuple[str, ...]
+    reply: str
+    system: str
+    example: int
+
+    def for_raters(self) -> dict[str, Any]:
+        return {"id": self.id, "context": list(self.context), "reply": self.reply}
+
+    def for_key(self) -> dict[str, Any]:
+        return {"id": self.id, "system": self.system, "example": self.example}
+
+
+def display(text: str) -> str:
+    """Text as raters see it, the same for every source: NFKC, plain quotes, lower case, one
+    space between words (model and human texts differ in casing and spacing habits that
+    would otherwise tell them apart)."""
+    text = unicodedata.normalize("NFKC", text).translate(QUOTES).lower()
+    return " ".join(text.split())
+
+
+def choose_examples(examples: Sequence[Example], count: int, seed: int = 0) -> list[int]:
+    """Indices of `count` examples from as many different dialogues, drawn with `seed`."""
+    by_dialogue: dict[str, list[int]] = defaultdict(list)
+    for index, example in enumerate(examples):
+        by_dialogue[example.source].append(index)
+    if len(by_dialogue) < count:
+        raise DataError(
+            f"{count} contexts asked for, but the examples come from {len(by_dialogue)} "
+            "dialogues; one context a dialogue keeps the pack varied"
+        )
+    rng = random.Random(seed)
+    dialogues = rng.sample(sorted(by_dialogue), count)
+    return sorted(rng.choice(by_dialogue[dialogue]) for dialogue in dialogues)
+
+
+def speaker_turns(context: Sequence[str]) -> tuple[str, ...]:
+    """The context's turns labelled by speaker: the last turn is B's, so the reply is A's."""
+    last = len(context) - 1
+    return tuple(
+        f"{SPEAKERS[1 - (last - i) % 2]}: {display(turn)}" for i, turn in enumerate(context)
+    )
+
+
+def build_pack(
+    examples: Sequence[Example],
+    chosen: Sequence[int],
+    replies: Mapping[str, Sequence[str]],
+    seed: int = 0,
+) -> list[Item]:
+    """Every system's reply to every chosen example, plus the human reference, shuffled, each
+    with a random id. `replies[system][k]` answers `examples[chosen[k]]`."""
+    if HUMAN in replies:
+        raise DataError(f"system name {HUMAN!r} is the human references' own")
+    systems = {**replies, HUMAN: [examples[i].response for i in chosen]}
+    for system, texts in systems.items():
+        if len(texts) != len(chosen):
+            raise DataError(f"system {system!r}: {len(texts)} replies for {len(chosen)} contexts")
+    rng = random.Random(seed)
+    ids = rng.sample(range(16**6), len(systems) * len(chosen))
+    items = [
+        Item(
+            id=f"{ids.pop():06x}",
+            context=speaker_turns(examples[index].context),
+            reply=display(texts[k]),
+            system=system,
+            example=index,
+        )
+        for system, texts in systems.items()
+        for k, index in enumerate(chosen)
+    ]
+    rng.shuffle(items)
+    return items
+
+
+def write_pack(items: Sequence[Item], out: Path, parts: int = 1) -> list[Path]:
+    """key.jsonl, and the pack in `parts` similar parts (part-N.jsonl for programs and
+    part-N.md for people); returns the parts' markdown paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out / "key.jsonl", (item.for_key() for item in items))
+    written = []
+    for number in range(1, parts + 1):
+        part = items[number - 1 :: parts]
+        _write_jsonl(out / f"part-{number}.jsonl", (item.for_raters() for item in part))
+        path = out / f"part-{number}.md"
+        path.write_text(_markdown(part, number, parts), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _markdown(items: Sequence[Item], number: int, parts: int) -> str:
+    lines = [
+        f"# Rating pack, part {number} of {parts}: {len(items)} replies",
+        "",
+        "Rate each reply by bench/ssa_rubric.md. The reply is A's next turn.",
+    ]
+    for item in items:
+        lines += ["", f"## {item.id}", "", *[f"    {turn}" for turn in item.context]]
+        lines += [f"    A (reply): {item.reply}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    path.write_text(text, encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """JSON lines, or a `DataError` naming the file and line."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: not JSON: {error}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object")
+        records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class Rating:
+    id: str
+    sensible: bool
+    specific: bool
+
+
+def parse_ratings(path: Path) -> list[Rating]:
+    """A rater's file: one {"id", "sensible", "specific"} object a line, flags 0/1 or
+    true/false."""
+    ratings = []
+    for number, record in enumerate(read_jsonl(path), start=1):
+        flags = {}
+        for name in ("sensible", "specific"):
+            value = record.get(name)
+            if value not in (0, 1):  # True and False compare equal to 1 and 0
+                raise DataError(f"{path}: rating {number}: {name} must be 0 or 1, got {value!r}")
+            flags[name] = bool(value)
+        if not isinstance(record.get("id"), str):
+            raise DataError(f"{path}: rating {number}: no string 'id'")
+        ratings.append(Rating(record["id"], **flags))
+    return ratings
+
+
+def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str, dict[str, Any]]:
+    """Per system: replies rated, sensible rate, sensible-and-specific rate, SSA, and how many
+    replies were marked specific but not sensible (counted as not specific, as the protocol
+    says). An item rated more than once counts the mean of its ratings."""
+    system_of = {record["id"]: record["system"] for record in key}
+    unknown = sorted({rating.id for rating in ratings} - set(system_of))
+    if unknown:
+        raise DataError(f"{len(unknown)} rated id(s) not in the key, e.g. {unknown[0]!r}")
+    by_item: dict[str, list[Rating]] = defaultdict(list)
+    for rating in ratings:
+        by_item[rating.id].append(rating)
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for item, given in by_item.items():
+        total = totals[system_of[item]]
+        total["rated"] += 1
+        total["sensible"] += sum(r.sensible for r in given) / len(given)
+        total["specific"] += sum(r.sensible and r.specific for r in given) / len(given)
+        total["specific_not_sensible"] += sum(r.specific and not r.sensible for r in given)
+    in_key: dict[str, int] = defaultdict(int)
+    for system in system_of.values():
+        in_key[system] += 1
+    results = {}
+    for system, count in sorted(in_key.items(), key=lambda pair: (pair[0] != HUMAN, pair[0])):
+        total = totals.get(system)
+        if not total:
+            results[system] = {"replies": count, "rated": 0}
+            continue
+        sensible = total["sensible"] / total["rated"]
+        specific = total["specific"] / total["rated"]
+        results[system] = {
+            "replies": count,
+            "rated": int(total["rated"]),
+            "sensible": sensible,
+            "specific": specific,
+            "ssa": (sensible + specific) / 2,
+            "specific_not_sensible": int(total["specific_not_sensible"]),
+        }
+    return results
+
+
+def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = ["| replies | rated | sensible | specific | SSA |", "|---|---|---|---|---|"]
+    for system, row in results.items():
+        if not row.get("rated"):
+            lines.append(f"| {system} | 0 of {row['replies']} | | | |")
+            continue
+        lines.append(
+            f"| {system} | {row['rated']} of {row['replies']} | {row['sensible']:.2f} "
+            f"| {row['specific']:.2f} | {row['ssa']:.2f} |"
+        )
+    return "\n".join(lines)
