@@ -152,6 +152,7 @@ DECODING_FLAGS = {
     "repetition_penalty": dict(type=float, metavar="R", help="> 1 discourages repeated tokens"),
     "banned_phrases": dict(nargs="+", metavar="TEXT", help="phrases a reply may never contain"),
     "mmi_lambda": dict(type=float, metavar="L", help="MMI reranking weight (anti-LM)"),
+    "mmi_backward": dict(type=float, metavar="L", help="MMI-bidi weight (backward model)"),
     "seed": dict(type=int, metavar="S", help="seed for reproducible sampling"),
 }
 
@@ -240,6 +241,17 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     print(f"Serving {settings.model} at http://{settings.host}:{settings.port}", flush=True)
     serve(settings, workers=args.workers)
+    return 0
+
+
+def run_average(args: argparse.Namespace) -> int:
+    from chatbot.training.average import average_checkpoints
+
+    averaged = average_checkpoints(
+        args.model, args.last, args.out, work_dir=args.work_dir, overwrite=args.force
+    )
+    names = ", ".join(averaged["checkpoints"])
+    print(f"Averaged {names} of {averaged['directory']} into {args.out}")
     return 0
 
 
@@ -335,6 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--work-dir", metavar="DIR", help="where the run keeps its state")
     trn.add_argument("--quiet", action="store_true", help="no progress output")
     trn.set_defaults(handler=run_train)
+
+    avg = commands.add_parser(
+        "average",
+        help="a bundle with the mean weights of its run's last checkpoints",
+        description="Average the model weights of the last N checkpoints of a training run "
+        "(in MODEL_DIR.work unless --work-dir says otherwise) into a new bundle with the same "
+        "config and tokenizer; its card.json records the checkpoints.",
+    )
+    avg.add_argument("--model", required=True, metavar="MODEL_DIR", help="the run's bundle")
+    avg.add_argument("--last", type=int, default=5, metavar="N", help="checkpoints (5)")
+    avg.add_argument("--out", required=True, metavar="DIR", help="bundle to write")
+    avg.add_argument("--work-dir", metavar="DIR", help="the run's work dir (MODEL_DIR.work)")
+    avg.add_argument("--force", action="store_true", help="replace --out if it exists")
+    avg.set_defaults(handler=run_average)
 
     chat = commands.add_parser(
         "chat",
