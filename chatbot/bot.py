@@ -4,6 +4,10 @@ the HTTP server and the exporter alike.
 A reply's context is built exactly as in training: the newest `data.history` turns, each
 normalized with the bundle's normalizer, encoded, joined by the separator, ended by EOS and
 truncated from the left to `data.max_source_len`.
+
+A bundle may hold a backward model p(message | reply) in its `backward/` folder (a bundle of
+its own, trained on `data.direction: backward` examples); `decoding.mmi_backward` reranks
+candidates with it (MMI-bidi, Li et al. 2016).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from chatbot.bundle import Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
-from chatbot.errors import DataError
+from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.normalize import Normalizer
 from chatbot.tokenizer import EOS_ID, join_context, pad_ids
+
+BACKWARD = "backward"
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,14 @@ class Chatbot:
         jit_compile: JitPolicy = False,
         xla_max_rows: int = XLA_MAX_ROWS,
         runtime: Runtime = "tf",
+        backward: Chatbot | None = None,
     ) -> None:
+        if backward is not None and backward.config.data.direction != "backward":
+            raise BundleError(
+                "a backward model must be trained on data.direction 'backward' examples; "
+                f"this one was trained on {backward.config.data.direction!r} ones"
+            )
+        self.backward = backward
         self.bundle = bundle
         self.config = bundle.config
         self.tokenizer = bundle.tokenizer
@@ -81,8 +94,15 @@ class Chatbot:
         xla_max_rows: int = XLA_MAX_ROWS,
         runtime: Runtime = "tf",
     ) -> Chatbot:
+        """The bundle at `path`, with its backward model when it has a `backward/` folder."""
+        backward_path = Path(path) / BACKWARD
+        backward = cls(Bundle.load(backward_path)) if backward_path.is_dir() else None
         return cls(
-            Bundle.load(path), jit_compile=jit_compile, xla_max_rows=xla_max_rows, runtime=runtime
+            Bundle.load(path),
+            jit_compile=jit_compile,
+            xla_max_rows=xla_max_rows,
+            runtime=runtime,
+            backward=backward,
         )
 
     def settings(self, **overrides: Any) -> DecodingConfig:
@@ -90,7 +110,13 @@ class Chatbot:
         a bad value raises `ConfigError` naming the field."""
         given = {key: value for key, value in overrides.items() if value is not None}
         merged = {**self.config.decoding.model_dump(), **given}
-        return parse_config(DecodingConfig, merged, where="decoding")
+        settings = parse_config(DecodingConfig, merged, where="decoding")
+        if settings.mmi_backward and self.backward is None:
+            raise ConfigError(
+                "decoding: mmi_backward needs a backward model, and this bundle has no "
+                f"{BACKWARD}/ folder (models/README.md shows how to train one)"
+            )
+        return settings
 
     def context_ids(self, message: str, history: Sequence[str] | None = None) -> list[int]:
         """The source ids for `message` after `history` (oldest turn first)."""
@@ -161,7 +187,7 @@ class Chatbot:
         if return_attention:
             spec = dataclasses.replace(spec, return_attention=True)
         decoded = self.generator.generate(source_ids, spec, knobs)
-        ranked = self._rerank(source_ids, decoded, settings.mmi_lambda)
+        ranked = self._rerank(decoded, settings, messages)
         seconds = (time.perf_counter() - started) / len(messages)
         replies = []
         for row, source in enumerate(sources):
@@ -195,21 +221,12 @@ class Chatbot:
         )
 
     def _rerank(
-        self, source_ids: np.ndarray, decoded: Decoded, mmi_lambda: float
+        self, decoded: Decoded, settings: DecodingConfig, messages: Sequence[str]
     ) -> list[list[tuple[int, Candidate]]]:
-        """Per input, (hypothesis index, candidate) best first. With `mmi_lambda`, the score is
-        log p(reply | context) - lambda * log p(reply): the reply's likelihood under the
-        decoder given an empty context (an anti-language model, Li et al. 2016) penalizes
-        replies that are likely whatever was said."""
-        batch, width = decoded.log_probs.shape
-        scores = decoded.scores
-        if mmi_lambda:
-            flat = decoded.tokens.reshape(batch * width, -1)
-            empty = np.full((batch * width, 1), EOS_ID, np.int32)
-            prior = self.generator.score(empty, flat).reshape(batch, width)
-            scores = decoded.log_probs - mmi_lambda * prior
+        """Per input, (hypothesis index, candidate) best first, by `_rerank_scores`."""
+        scores = self._rerank_scores(decoded, settings, messages)
         ranked = []
-        for row in range(batch):
+        for row in range(len(scores)):
             order = np.argsort(-scores[row], kind="stable")
             ranked.append(
                 [
@@ -219,3 +236,46 @@ class Chatbot:
                 ]
             )
         return ranked
+
+    def _rerank_scores(
+        self, decoded: Decoded, settings: DecodingConfig, messages: Sequence[str]
+    ) -> np.ndarray:
+        """[inputs, candidates] ranking scores. Without MMI, the search's own scores. With
+        `mmi_lambda`, log p(reply | context) - lambda * log p(reply): the reply's likelihood
+        given an empty context (an anti-language model, Li et al. 2016) penalizes replies
+        that are likely whatever was said. With `mmi_backward`, plus mmi_backward times
+        log p(message | reply) per message token under the backward model (MMI-bidi, Li et
+        al. 2016): replies from which the message could be guessed are specific to it; the
+        forward term is then length-normalized as beam search ranks (GNMT penalty with
+        `length_penalty`) for every strategy, so that short samples do not win by length."""
+        batch, width = decoded.log_probs.shape
+        scores = decoded.scores
+        if settings.mmi_lambda:
+            flat = decoded.tokens.reshape(batch * width, -1)
+            empty = np.full((batch * width, 1), EOS_ID, np.int32)
+            prior = self.generator.score(empty, flat).reshape(batch, width)
+            scores = decoded.log_probs - settings.mmi_lambda * prior
+        if settings.mmi_backward:
+            if not settings.mmi_lambda:
+                penalty = ((6.0 + decoded.lengths) / 6.0) ** settings.length_penalty
+                scores = decoded.log_probs / penalty
+            scores = scores + settings.mmi_backward * self._backward_scores(decoded, messages)
+        return scores
+
+    def _backward_scores(self, decoded: Decoded, messages: Sequence[str]) -> np.ndarray:
+        """[inputs, candidates] log p(message | candidate) per message token (end mark
+        included) under the backward model, which reads text with its own tokenizer."""
+        backward = self.backward
+        assert backward is not None  # settings() refuses mmi_backward without one
+        batch, width = decoded.log_probs.shape
+        texts = [
+            self._candidate(decoded, row, index, 0.0).text
+            for row in range(batch)
+            for index in range(width)
+        ]
+        sources = [backward.context_ids(t) if backward.normalizer(t) else [EOS_ID] for t in texts]
+        encoded = backward.tokenizer.encode([backward.normalizer(m) for m in messages])
+        targets = [[*ids, EOS_ID] for ids in encoded for _ in range(width)]
+        log_probs = backward.generator.score(pad_ids(sources), pad_ids(targets))
+        lengths = np.array([len(target) for target in targets], np.float32)
+        return (log_probs / lengths).reshape(batch, width)

@@ -203,6 +203,9 @@ class DecodingConfig(StrictModel):
     - banned_phrases: texts the reply may never contain (matched on tokens).
     - mmi_lambda: rerank the candidates by log p(reply|context) - lambda * log p(reply), the
       anti-language-model form of maximum mutual information (Li et al. 2016); 0 = off.
+    - mmi_backward: add mmi_backward * log p(message|reply) per message token to the
+      candidates' scores, from the bundle's backward model (MMI-bidi, Li et al. 2016); 0 =
+      off. Rerank a beam's n-best (beam_width > 1) or several samples (n_best > 1).
     - seed: makes sampling reproducible; None draws a fresh seed each time.
     """
 
@@ -220,6 +223,7 @@ class DecodingConfig(StrictModel):
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=10.0)
     banned_phrases: tuple[str, ...] = ()
     mmi_lambda: float = Field(default=0.0, ge=0.0, le=2.0)
+    mmi_backward: float = Field(default=0.0, ge=0.0, le=10.0)
     seed: int | None = None
 
     @model_validator(mode="after")

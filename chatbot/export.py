@@ -55,7 +55,7 @@ from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
 from chatbot.config import NormalizerConfig
 from chatbot.decoding.search import NEG_INF, decode
-from chatbot.errors import DataError
+from chatbot.errors import ConfigError, DataError
 from chatbot.normalize import QUOTES
 from chatbot.tokenizer import EOS_ID, PAD_ID, SEP_ID
 
@@ -163,6 +163,12 @@ class ExportedChatbot(tf.Module):
         self.tokenizer = tf_text.SentencepieceTokenizer(model=bot.tokenizer.model_proto)
         data = bot.config.data
         settings = bot.settings()
+        if settings.mmi_backward:
+            raise ConfigError(
+                "export: the bundle's decoding defaults set mmi_backward, but the SavedModel "
+                "holds the forward model only; set decoding.mmi_backward to 0 in its "
+                "config.yaml to export it (requests to `chatbot serve` can still use it)"
+            )
         normalizer = data.normalizer
 
         def normalize(text: tf.Tensor) -> dict[str, tf.Tensor]:

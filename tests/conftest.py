@@ -71,3 +71,42 @@ def tiny_bundle(tmp_path_factory) -> Path:
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
     train(config, root / "data", root / "model", TrainOptions(verbose=False))
     return root / "model"
+
+
+# The backward model's corpus: "pong" always answers "ping", "tock" always answers "tick".
+BACKWARD_MESSAGE, BACKWARD_ANSWER, BACKWARD_OTHER = "ping", "pong", "tock"
+
+
+@pytest.fixture(scope="session")
+def backward_bundle(tmp_path_factory) -> Path:
+    """A backward model p(message | reply) that has learned which reply follows which message
+    (about 200 steps of a tiny model)."""
+    import json
+
+    from chatbot.config import DataConfig, load_config
+    from chatbot.prepare import prepare
+    from chatbot.training.trainer import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("backward")
+    pairs = [[BACKWARD_MESSAGE, BACKWARD_ANSWER], ["tick", BACKWARD_OTHER]]
+    lines = [json.dumps({"turns": pairs[i % 2]}) for i in range(400)]
+    (root / "chats.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = DataConfig(direction="backward", valid_fraction=0.1, tokenizer={"vocab_size": 300})
+    prepare("jsonl", [root / "chats.jsonl"], root / "data", data)
+    overrides = ["model.embedding_dim=16", "model.hidden_size=32", "model.attention_units=16"]
+    overrides += ["training.epochs=5", "training.batch_size=8", "training.lr_schedule=constant"]
+    overrides += ["training.learning_rate=0.02", "training.early_stopping_patience=0"]
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
+    train(config, root / "data", root / "model", TrainOptions(verbose=False))
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def bidi_bundle(tiny_bundle, backward_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle with a backward model in its `backward/` folder, for MMI-bidi."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("bidi") / "model"
+    shutil.copytree(tiny_bundle, path)
+    shutil.copytree(backward_bundle, path / "backward")
+    return path

@@ -2,16 +2,27 @@ import numpy as np
 import pytest
 
 from chatbot.bot import Chatbot
+from chatbot.bundle import Bundle
 from chatbot.corpora import Dialogue, Turn
-from chatbot.errors import ConfigError, DataError
+from chatbot.decoding.search import Decoded
+from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.examples import dialogue_examples
 from chatbot.pipeline import encode_examples
-from chatbot.tokenizer import EOS_ID
+from chatbot.tokenizer import EOS_ID, pad_ids
+
+from .conftest import BACKWARD_ANSWER as ANSWER
+from .conftest import BACKWARD_MESSAGE as MESSAGE
+from .conftest import BACKWARD_OTHER as OTHER
 
 
 @pytest.fixture(scope="module")
 def bot(tiny_bundle) -> Chatbot:
     return Chatbot.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def bidi_bot(bidi_bundle) -> Chatbot:
+    return Chatbot.load(bidi_bundle)
 
 
 def test_context_is_built_exactly_as_in_training(bot):
@@ -107,3 +118,50 @@ def test_attention_comes_back_on_request(bot):
     reply = bot.reply_batch(["Hello there"], return_attention=True, max_length=5)[0]
     assert reply.attention.shape == (reply.reply_tokens + 1, reply.prompt_tokens)
     np.testing.assert_allclose(reply.attention.sum(-1), 1.0, atol=1e-5)
+
+
+def _decoded(bot: Chatbot, texts: list[str], log_probs: list[float]) -> Decoded:
+    """One input's hypotheses, as the search would return them."""
+    ids = [[*bot.tokenizer.encode([text])[0], EOS_ID] for text in texts]
+    tokens = pad_ids(ids)[None]
+    scores = np.array([log_probs], np.float32)
+    lengths = np.array([[len(row) - 1 for row in ids]], np.int32)
+    return Decoded(tokens, scores, scores, lengths, None)
+
+
+def test_mmi_bidi_prefers_the_reply_from_which_the_message_follows(bidi_bot):
+    # The forward scores favour OTHER; the backward model knows that MESSAGE comes before
+    # ANSWER and never before OTHER, so weight on it turns the choice around.
+    decoded = _decoded(bidi_bot, [OTHER, ANSWER], [-1.0, -3.0])
+    plain = bidi_bot._rerank(decoded, bidi_bot.settings(), [MESSAGE])[0]
+    assert [candidate.text for _, candidate in plain] == [OTHER, ANSWER]
+    settings = bidi_bot.settings(mmi_backward=2.0)
+    bidi = bidi_bot._rerank(decoded, settings, [MESSAGE])[0]
+    assert [candidate.text for _, candidate in bidi] == [ANSWER, OTHER]
+
+    backward = bidi_bot.backward
+    target = [*backward.tokenizer.encode([MESSAGE])[0], EOS_ID]
+    for (_, candidate), forward in zip(sorted(bidi), [-1.0, -3.0], strict=True):
+        source = backward.context_ids(candidate.text)
+        log_prob = backward.generator.score(np.array([source]), np.array([target]))[0]
+        penalty = ((6 + candidate.tokens) / 6) ** settings.length_penalty
+        expected = forward / penalty + 2.0 * log_prob / len(target)
+        assert candidate.score == pytest.approx(expected, abs=1e-4)
+
+
+def test_mmi_bidi_end_to_end_reranks_the_beam(bidi_bot):
+    settings = {"strategy": "beam", "beam_width": 4, "n_best": 4, "max_length": 8}
+    plain = bidi_bot.reply(MESSAGE, **settings)
+    bidi = bidi_bot.reply(MESSAGE, **settings, mmi_backward=1.0)
+    assert sorted(c.text for c in plain.candidates) == sorted(c.text for c in bidi.candidates)
+    scores = [c.score for c in bidi.candidates]
+    assert scores == sorted(scores, reverse=True)
+    by_text = {c.text: c.score for c in plain.candidates}
+    assert all(c.score != by_text[c.text] for c in bidi.candidates)
+
+
+def test_mmi_bidi_needs_a_backward_model_trained_backward(bot, tiny_bundle):
+    with pytest.raises(ConfigError, match="mmi_backward needs a backward model"):
+        bot.reply("Hello", mmi_backward=1.0)
+    with pytest.raises(BundleError, match="trained on 'forward' ones"):
+        Chatbot(Bundle.load(tiny_bundle), backward=bot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import unicodedata
 from pathlib import Path
@@ -19,7 +20,7 @@ from chatbot.bot import Chatbot
 from chatbot.bundle import CONFIG
 from chatbot.cli import main
 from chatbot.config import NormalizerConfig
-from chatbot.errors import BundleError, DataError
+from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.export import ExportedChatbot, export_saved_model, normalize_graph, squeeze_spaces
 from chatbot.normalize import Normalizer
 
@@ -271,3 +272,14 @@ def test_a_missing_bundle_is_named(tmp_path, capsys) -> None:
 def test_the_library_refuses_an_existing_directory(tiny_bundle: Path, tmp_path) -> None:
     with pytest.raises(DataError, match="--force"):
         export_saved_model(tiny_bundle, tmp_path)
+
+
+def test_mmi_bidi_defaults_are_refused_saying_what_to_change(bidi_bundle: Path, tmp_path) -> None:
+    path = tmp_path / "bundle"
+    shutil.copytree(bidi_bundle, path)
+    config = yaml.safe_load((path / CONFIG).read_text("utf-8"))
+    config["decoding"]["mmi_backward"] = 1.0
+    (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
+    with pytest.raises(ConfigError, match=r"set decoding\.mmi_backward to 0 in its config\.yaml"):
+        export_saved_model(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -258,3 +258,20 @@ def test_warm_up_can_compile_every_batch_shape(
         assert c.post("/v1/chat", json={"message": "Hello"}).status_code == 200
     compiled = [r for r in caplog.records if r.getMessage().startswith("compiled")]
     assert compiled and compiled[0].shapes >= 2  # rows 1 and 2, each source-length bucket
+
+
+def test_mmi_bidi_reranks_over_http_and_needs_a_backward_model(
+    client: TestClient, bidi_bundle: Path
+) -> None:
+    decoding = {"strategy": "beam", "beam_width": 4, "n_best": 3, "mmi_backward": 1.0}
+    bidi = Chatbot.load(bidi_bundle)
+    with TestClient(create_app(make_settings(bidi_bundle), bot=bidi)) as bidi_client:
+        response = bidi_client.post("/v1/chat", json={"message": "ping", "decoding": decoding})
+    assert response.status_code == 200, response.text
+    expected = bidi.reply("ping", **decoding)
+    assert [c["text"] for c in response.json()["candidates"]] == [
+        c.text for c in expected.candidates
+    ]
+    refused = client.post("/v1/chat", json={"message": "ping", "decoding": decoding})
+    assert refused.status_code == 422
+    assert "mmi_backward needs a backward model" in refused.text
