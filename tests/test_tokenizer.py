@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -229,6 +230,17 @@ def test_too_small_vocabulary_is_a_clear_error():
         Tokenizer.train(TINY_CORPUS, TokenizerConfig(vocab_size=280))
 
 
+@pytest.mark.parametrize(
+    ("model_type", "kept"), [("char", ["\u2581", "e"]), ("word", ["\u2581is"])]
+)
+def test_a_small_char_or_word_vocabulary_keeps_the_commonest_and_spells_the_rest(model_type, kept):
+    tokenizer = Tokenizer.train(TINY_CORPUS, TokenizerConfig(model_type=model_type, vocab_size=270))
+    assert tokenizer.vocab_size == 270
+    first = [tokenizer.id_to_piece(i) for i in range(261, 261 + len(kept))]
+    assert first == kept
+    assert all(tokenizer.decode(tokenizer.encode([text])[0]) == text for text in TINY_CORPUS)
+
+
 def test_join_context_puts_separators_between_turns_and_eos_last():
     assert join_context([[10, 11], [12], [13, 14]]) == [10, 11, SEP_ID, 12, SEP_ID, 13, 14, EOS_ID]
     assert join_context([[7]]) == [7, EOS_ID]
@@ -273,3 +285,19 @@ def test_a_config_without_the_new_fields_means_what_it_meant():
     """Prepared data and bundles from before these options have none of their keys."""
     config = parse_config(TokenizerConfig, {"model_type": "unigram", "vocab_size": 8000})
     assert (config.split_digits, config.user_defined_symbols) == (False, ())
+
+
+def test_the_shipped_bundle_from_before_the_options_loads_and_answers():
+    """models/default was trained before these options: its config has none of their keys."""
+    import yaml
+
+    from chatbot.bot import Chatbot
+
+    bundle = Path(__file__).resolve().parents[1] / "models" / "default"
+    tree = yaml.safe_load((bundle / "config.yaml").read_text("utf-8"))
+    assert not {"split_digits", "user_defined_symbols"} & set(tree["data"]["tokenizer"])
+    bot = Chatbot.load(bundle)
+    assert bot.config.data.tokenizer == TokenizerConfig(model_type="unigram", vocab_size=8000)
+    assert bot.reply("Hi, how are you?", seed=0).text.strip()
+    text = "It costs 12.50 dollars, right?"
+    assert bot.tokenizer.decode(bot.tokenizer.encode([text])[0]) == text
