@@ -28,9 +28,15 @@ def _data_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     tokenizer = {
         key: value
-        for key, value in (("vocab_size", args.vocab_size), ("model_type", args.model_type))
+        for key, value in (
+            ("vocab_size", args.vocab_size),
+            ("model_type", args.model_type),
+            ("user_defined_symbols", args.user_defined_symbols),
+        )
         if value is not None
     }
+    if args.split_digits:
+        tokenizer["split_digits"] = True
     if tokenizer:
         overrides["tokenizer"] = tokenizer
     if args.lowercase:
@@ -53,6 +59,8 @@ def format_prepare_summary(stats: dict[str, Any], out_dir: str) -> str:
     total = {key: sum(s[key] for s in splits.values()) for key in ("dialogues", "examples")}
     tokenizer = stats["tokenizer"]
     specials = " ".join(f"{k}={v}" for k, v in tokenizer["special_ids"].items())
+    asked = tokenizer.get("requested_vocab_size", tokenizer["vocab_size"])
+    fewer = f" of {asked:,} asked: the data has no more" if tokenizer["vocab_size"] < asked else ""
     lines = [
         f"Prepared {stats['corpus']} into {out_dir} in {stats['seconds']:.1f}s",
         "  dialogues: {:,} (train {:,}, valid {:,})".format(
@@ -62,7 +70,8 @@ def format_prepare_summary(stats: dict[str, Any], out_dir: str) -> str:
             total["examples"], splits["train"]["examples"], splits["valid"]["examples"]
         ),
         f"  skipped:   {stats['skipped']['total']:,} record(s)",
-        f"  tokenizer: {tokenizer['model_type']}, {tokenizer['vocab_size']:,} pieces ({specials})",
+        f"  tokenizer: {tokenizer['model_type']}, {tokenizer['vocab_size']:,} pieces{fewer} "
+        f"({specials})",
         "train token lengths:",
         _format_lengths("source", splits["train"]["source_tokens"]),
         _format_lengths("target", splits["train"]["target_tokens"]),
@@ -303,7 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--config", metavar="FILE", help="YAML config; its data section is used")
     prep.add_argument("--history", type=int, metavar="K", help="context turns (default 2)")
     prep.add_argument("--vocab-size", type=int, metavar="N", help="tokenizer pieces (8000)")
-    prep.add_argument("--model-type", choices=("unigram", "bpe"), help="tokenizer (unigram)")
+    prep.add_argument(
+        "--model-type", choices=("unigram", "bpe", "char", "word"), help="tokenizer (unigram)"
+    )
+    prep.add_argument("--split-digits", action="store_true", help="every digit its own piece")
+    prep.add_argument(
+        "--user-defined-symbols",
+        nargs="+",
+        metavar="SYMBOL",
+        help="pieces never split, e.g. <num> km/h",
+    )
     prep.add_argument("--max-source-len", type=int, metavar="N", help="source tokens (64)")
     prep.add_argument("--max-target-len", type=int, metavar="N", help="target tokens (32)")
     prep.add_argument("--valid-fraction", type=float, metavar="F", help="held out (0.05)")

@@ -40,13 +40,50 @@ class NormalizerConfig(StrictModel):
     lowercase: bool = False
 
 
-class TokenizerConfig(StrictModel):
-    """SentencePiece training settings. Special ids are fixed (see `chatbot.tokenizer`)."""
+# The special pieces (chatbot.tokenizer), which no user-defined symbol may repeat.
+_SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>", "<sep>")
 
-    model_type: Literal["unigram", "bpe"] = "unigram"
+
+class TokenizerConfig(StrictModel):
+    """SentencePiece training settings. Special ids are fixed (see `chatbot.tokenizer`).
+
+    - model_type: SentencePiece's `unigram` or `bpe` subwords, `char` (one piece a character)
+      or `word` (one piece a whitespace-separated word; unknown words become bytes).
+    - vocab_size: an upper bound: data that cannot fill it gives fewer pieces (SentencePiece's
+      `hard_vocab_limit: false`), as a `char` model always does.
+    - split_digits: every digit 0-9 its own piece (no multi-digit pieces), for numbers.
+    - user_defined_symbols: pieces matched in the text before anything else and never split.
+    The option fields postdate prepared data and bundles, whose configs lack them: their
+    defaults are what those were trained with.
+    """
+
+    model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
     vocab_size: int = Field(default=8000, ge=64, le=1_000_000)
     character_coverage: float = Field(default=0.9995, gt=0.0, le=1.0)
     max_sentences: int = Field(default=2_000_000, ge=1)
+    split_digits: bool = False
+    user_defined_symbols: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _options_apply(self) -> TokenizerConfig:
+        for symbol in self.user_defined_symbols:
+            if not symbol or any(char.isspace() or char == "\u2581" for char in symbol):
+                raise ValueError(
+                    f"user_defined_symbols: {symbol!r} must be non-empty, without whitespace "
+                    "or \u2581 (SentencePiece's word-boundary mark)"
+                )
+            if symbol in _SPECIAL_PIECES:
+                raise ValueError(f"user_defined_symbols: {symbol!r} is a special piece")
+        if len(set(self.user_defined_symbols)) < len(self.user_defined_symbols):
+            raise ValueError("user_defined_symbols: a symbol is listed twice")
+        if self.model_type == "word" and (self.split_digits or self.user_defined_symbols):
+            # SentencePiece's word model splits on whitespace only and looks each word up
+            # whole: it ignores both options (google/sentencepiece#801 for the symbols).
+            raise ValueError(
+                "split_digits and user_defined_symbols have no effect on a word model, which "
+                "splits at whitespace only; use model_type char, unigram or bpe"
+            )
+        return self
 
 
 Direction = Literal["forward", "backward"]

@@ -31,6 +31,10 @@ Two steps use ICU inside TensorFlow instead of Python's `unicodedata`: NFKC
 final sigma included). They agree except on characters that one Unicode version assigns and
 the other does not. Inputs must be valid UTF-8.
 
+Every tokenizer option (`data.tokenizer`: unigram, bpe, char and word models, split digits,
+user-defined symbols) lives in the SentencePiece model itself, which TensorFlow Text's op reads
+and applies as the Python library does (tests/test_export.py checks the ids of each).
+
 Export on a CPU: with a GPU visible, Keras' fused recurrent layers put cuDNN-only kernels in the
 graph (`chatbot export` hides GPUs from its process for this reason).
 """
@@ -57,7 +61,7 @@ from chatbot.config import NormalizerConfig
 from chatbot.decoding.search import NEG_INF, decode
 from chatbot.errors import ConfigError, DataError
 from chatbot.normalize import QUOTES
-from chatbot.tokenizer import EOS_ID, PAD_ID, SEP_ID
+from chatbot.tokenizer import EOS_ID, MARK, PAD_ID, SEP_ID
 
 SIGNATURES = ("serving_default", "context_ids", "normalize")
 _STRINGS = tf.TensorSpec([None], tf.string)
@@ -119,6 +123,12 @@ def squeeze_spaces(text: tf.Tensor) -> tf.Tensor:
     """`" ".join(text.split())` in-graph: whitespace runs become one space, ends are stripped."""
     text = tf.strings.regex_replace(text, _classes()["space"] + "+", " ")
     return tf.strings.regex_replace(text, "^ | $", "")
+
+
+def unmark_spaces_graph(text: tf.Tensor) -> tf.Tensor:
+    """`chatbot.tokenizer.unmark_spaces` but for the leading space, which `squeeze_spaces`
+    strips: word-boundary marks that a word model's byte fallback spelled out become spaces."""
+    return tf.strings.regex_replace(text, MARK, " ")
 
 
 def normalize_graph(text: tf.Tensor, config: NormalizerConfig) -> tf.Tensor:
@@ -220,7 +230,7 @@ class ExportedChatbot(tf.Module):
             length = pick(decoded.lengths)
             ids = tf.RaggedTensor.from_tensor(pick(decoded.tokens), lengths=length)
             return {
-                "reply": squeeze_spaces(self.tokenizer.detokenize(ids)),
+                "reply": squeeze_spaces(unmark_spaces_graph(self.tokenizer.detokenize(ids))),
                 "score": pick(scores),
                 "log_prob": pick(decoded.log_probs),
                 "reply_ids": ids.to_tensor(PAD_ID),

@@ -20,7 +20,7 @@ from chatbot import __version__
 from chatbot.atomic import atomic_directory
 from chatbot.config import DataConfig, parse_config
 from chatbot.corpora import Dialogue, ImportResult, Skip, load_corpus
-from chatbot.errors import DataError
+from chatbot.errors import ConfigError, DataError
 from chatbot.examples import (
     Example,
     dialogue_examples,
@@ -113,6 +113,17 @@ def _read_inputs(corpus: str, paths: Sequence[str | Path], normalizer: Normalize
     return result
 
 
+def check_symbols(symbols: Sequence[str], normalizer: Normalizer) -> None:
+    """Every user-defined symbol as the normalizer leaves text, or it could never be matched."""
+    for symbol in symbols:
+        if (cleaned := normalizer(symbol)) != symbol:
+            raise ConfigError(
+                f"data.tokenizer.user_defined_symbols: {symbol!r} never occurs in normalized "
+                f"text, which has {cleaned!r} instead; list that, or turn off the data.normalizer "
+                "rule that rewrites it"
+            )
+
+
 def prepare(
     corpus: str,
     inputs: Sequence[str | Path],
@@ -129,6 +140,7 @@ def prepare(
     """
     started = time.perf_counter()
     normalizer = Normalizer(config.normalizer)
+    check_symbols(config.tokenizer.user_defined_symbols, normalizer)
     train_result = _read_inputs(corpus, inputs, normalizer)
     skipped = list(train_result.skipped)
     if valid_inputs:
@@ -155,7 +167,8 @@ def prepare(
         "skipped": _skip_summary(skipped),
         "tokenizer": {
             "model_type": config.tokenizer.model_type,
-            "vocab_size": tokenizer.vocab_size,
+            "vocab_size": tokenizer.vocab_size,  # at most the requested size (hard limit off)
+            "requested_vocab_size": config.tokenizer.vocab_size,
             "special_ids": SPECIAL_IDS,
         },
         "seconds": round(time.perf_counter() - started, 2),

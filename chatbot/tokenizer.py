@@ -1,8 +1,12 @@
-"""SentencePiece subword tokenizer with fixed special ids and byte fallback.
+"""SentencePiece tokenizer (unigram, BPE, character or word pieces) with fixed special ids and
+byte fallback.
 
 Fixed ids let the model, the decoder and an exported graph agree on padding, sequence ends and
 the turn separator without looking them up. Byte fallback means any input, in any script,
-encodes to known ids: an unseen character becomes its UTF-8 bytes, never `<unk>`.
+encodes to known ids: an unseen character (or, in a word model, an unseen word) becomes its
+UTF-8 bytes, never `<unk>`. User-defined symbols take the ids after the special ones, so the
+256 byte pieces follow them. `decode(encode(text)) == text` for every normalized text and
+every model type (docs/tokenizer.md).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ BOS_ID = 2
 EOS_ID = 3
 SEP_ID = 4
 SEP_PIECE = "<sep>"
+MARK = "\u2581"  # SentencePiece's word-boundary mark, "▁"
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "sep": SEP_ID}
 
@@ -53,6 +58,8 @@ class Tokenizer:
                 model_type=config.model_type,
                 vocab_size=config.vocab_size,
                 character_coverage=config.character_coverage,
+                split_digits=config.split_digits,
+                user_defined_symbols=list(config.user_defined_symbols),
                 input_sentence_size=config.max_sentences,
                 shuffle_input_sentence=True,
                 pad_id=PAD_ID,
@@ -102,7 +109,7 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; special ids (pad, bos, eos, sep) contribute nothing."""
-        return self._processor.decode([int(i) for i in ids])
+        return unmark_spaces(self._processor.decode([int(i) for i in ids]))
 
     def id_to_piece(self, token_id: int) -> str:
         return self._processor.id_to_piece(token_id)
@@ -147,6 +154,20 @@ def _explain(error: RuntimeError) -> str:
             "raise the vocabulary size or lower tokenizer.character_coverage"
         )
     return message
+
+
+def unmark_spaces(text: str) -> str:
+    """Decoded text with SentencePiece's word-boundary marks that came back as bytes made spaces.
+
+    A word model's unknown word falls back to the bytes of its piece, mark included
+    (`▁word`), and bytes decode verbatim: "a▁word". Normalized text has no such marks (the
+    normalizer writes `_` for them), so each one is a space, and one at the start is the
+    dummy prefix, which SentencePiece drops from a first piece that is not bytes. Other
+    model types never spell the mark in bytes; for them this changes nothing.
+    """
+    if MARK not in text:
+        return text
+    return text.replace(MARK, " ").removeprefix(" ")
 
 
 def join_context(turn_ids: Sequence[Sequence[int]]) -> list[int]:

@@ -22,7 +22,7 @@ def test_out_of_range_value_is_named_with_the_limit():
 
 
 def test_wrong_choice_lists_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"tokenizer\.model_type: .*'unigram' or 'bpe'"):
+    with pytest.raises(ConfigError, match=r"tokenizer\.model_type: .*'bpe', 'char' or 'word'"):
         parse_config(DataConfig, {"tokenizer": {"model_type": "wordpiece"}})
 
 

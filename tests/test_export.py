@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the SentencePiece and normalization ops)
+import tensorflow_text as tf_text  # (also registers the SentencePiece and normalization ops)
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,8 +21,17 @@ from chatbot.bundle import CONFIG
 from chatbot.cli import main
 from chatbot.config import NormalizerConfig
 from chatbot.errors import BundleError, ConfigError, DataError
-from chatbot.export import ExportedChatbot, export_saved_model, normalize_graph, squeeze_spaces
+from chatbot.export import (
+    ExportedChatbot,
+    export_saved_model,
+    normalize_graph,
+    squeeze_spaces,
+    unmark_spaces_graph,
+)
 from chatbot.normalize import Normalizer
+from chatbot.tokenizer import Tokenizer
+
+from .test_tokenizer import CORPUS, VARIANTS
 
 TRICKY_TEXTS = [
     "Hello , how are you ?",
@@ -283,3 +292,59 @@ def test_mmi_bidi_defaults_are_refused_saying_what_to_change(bidi_bundle: Path, 
     with pytest.raises(ConfigError, match=r"set decoding\.mmi_backward to 0 in its config\.yaml"):
         export_saved_model(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_tensorflow_text_tokenizes_every_tokenizer_variant_as_python_does() -> None:
+    """Model types and options live in the SentencePiece model, which the graph's op applies:
+    the graph's ids and detokenized text (as `ExportedChatbot` builds them) match the facade's,
+    unknown words of a word model (spelled in bytes, word-boundary mark included) too."""
+    texts = [*TRICKY_TEXTS, "123+456=579", "go <num>km/h, <num>", "zebra likes 99 zebras"]
+    texts = [Normalizer()(text) for text in texts]
+    rng = np.random.default_rng(0)
+    for name, config in VARIANTS.items():
+        tokenizer = Tokenizer.train(CORPUS, config)
+        graph = tf_text.SentencepieceTokenizer(model=tokenizer.model_proto)
+        ids = tokenizer.encode(texts)
+        assert graph.tokenize(tf.constant(texts)).to_list() == ids, name
+        rows = [*ids, *(rng.integers(0, tokenizer.vocab_size, 12).tolist() for _ in range(20))]
+        text = squeeze_spaces(unmark_spaces_graph(graph.detokenize(tf.ragged.constant(rows))))
+        expected = [" ".join(tokenizer.decode(row).split()) for row in rows]
+        assert [t.decode("utf-8") for t in text.numpy()] == expected, name
+        assert expected[: len(texts)] == texts
+
+
+@pytest.fixture(scope="module")
+def char_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle with the exact-answer tokenizer: characters, split digits, user symbols."""
+    from chatbot.config import DataConfig, load_config
+    from chatbot.prepare import prepare
+    from chatbot.training.trainer import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("char_bundle")
+    lines = [f"{a}+{a % 7}=?\t{a + a % 7} <num>" for a in range(0, 400, 7)]
+    (root / "sums.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer = {"model_type": "char", "split_digits": True, "user_defined_symbols": ["<num>"]}
+    data = DataConfig(history=2, valid_fraction=0.1, tokenizer=tokenizer)
+    prepare("tsv", [root / "sums.tsv"], root / "data", data)
+    overrides = ["model.embedding_dim=8", "model.hidden_size=16", "model.attention_units=8"]
+    overrides += ["training.epochs=1", "training.batch_size=8", "training.warmup_steps=2"]
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
+    train(config, root / "data", root / "model", TrainOptions(verbose=False))
+    return root / "model"
+
+
+def test_a_char_bundle_with_symbols_exports_and_replies_as_the_facade(
+    char_bundle: Path, tmp_path
+) -> None:
+    exported = tf.saved_model.load(str(export_saved_model(char_bundle, tmp_path / "out")))
+    char_bot = Chatbot.load(char_bundle)
+    cases = [("12+5=?", []), ("<num> 7+0=?", ["3+3=?", "6 <num>"]), *CASES[:2]]
+    out = _call(exported.signatures["context_ids"], cases)
+    for row, (message, history) in enumerate(cases):
+        assert out["source_ids"][row, : out["source_length"][row]].tolist() == (
+            char_bot.context_ids(message, history)
+        )
+    rows = _rows(_call(exported.signatures["serving_default"], cases))
+    expected = char_bot.reply_batch([m for m, _ in cases], [h for _, h in cases])
+    for row, reply in zip(rows, expected, strict=True):
+        _assert_same_reply(row, reply)

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from chatbot.cli import main
 from chatbot.config import DataConfig, TokenizerConfig
-from chatbot.errors import DataError
+from chatbot.errors import ConfigError, DataError
 from chatbot.prepare import PreparedData, prepare
 from chatbot.tokenizer import SPECIAL_IDS
 
@@ -159,3 +160,88 @@ def test_real_dailydialog_train_zip_gives_the_published_counts(shared_data, tmp_
     assert sum(s["dialogues"] for s in splits) == 11_118
     assert sum(s["examples"] for s in splits) == 76_053
     assert stats["skipped"]["total"] == 0
+
+
+def write_sums(path):
+    """A TSV of sums and a line with user symbols, as an exact-answer task would have."""
+    lines = [f"{a}+{a * 3 + 7}\t{a * 4 + 7}" for a in range(0, 999, 25)]
+    lines.append("speed of <num> in km/h?\t<num> km/h")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+EXACT = DataConfig(
+    history=1,
+    valid_fraction=0.1,
+    normalizer={"nfkc": False, "unify_quotes": False, "detokenize_punctuation": False},
+    tokenizer={"model_type": "char", "user_defined_symbols": ["<num>", "km/h"]},
+)
+
+
+def test_a_char_model_with_symbols_keeps_every_answer_exactly(tmp_path):
+    out = tmp_path / "p"
+    stats = prepare("tsv", [write_sums(tmp_path / "sums.tsv")], out, EXACT)
+    tokenizer = stats["tokenizer"]
+    assert tokenizer["model_type"] == "char" and tokenizer["requested_vocab_size"] == 8000
+    assert tokenizer["vocab_size"] < 300  # specials, 2 symbols, 256 bytes, the characters
+    data = PreparedData.load(out)
+    assert data.config == EXACT
+    examples = data.examples("train") + data.examples("valid")
+    texts = [text for ex in examples for text in (*ex.context, ex.response)]
+    assert [data.tokenizer.decode(ids) for ids in data.tokenizer.encode(texts)] == texts
+    pieces = [data.tokenizer.id_to_piece(i) for i in data.tokenizer.encode(["<num> km/h"])[0]]
+    assert pieces == ["\u2581", "<num>", "\u2581", "km/h"]
+
+
+@pytest.mark.parametrize(
+    ("normalizer", "symbol", "instead"),
+    [({}, "it’s", "it's"), ({"lowercase": True}, "<NUM>", "<num>")],
+)
+def test_a_symbol_the_normalizer_rewrites_is_an_error_before_anything_is_written(
+    tmp_path, normalizer, symbol, instead
+):
+    config = DataConfig(
+        normalizer=normalizer, tokenizer={"model_type": "char", "user_defined_symbols": [symbol]}
+    )
+    with pytest.raises(ConfigError, match=f"{symbol!r} never occurs .* has {instead!r} instead"):
+        prepare("tsv", [write_sums(tmp_path / "sums.tsv")], tmp_path / "p", config)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_directory_prepared_before_the_tokenizer_options_still_loads(tmp_path):
+    """Such a manifest's tokenizer section has no split_digits nor user_defined_symbols."""
+    out = tmp_path / "p"
+    prepare("jsonl", [write_jsonl_corpus(tmp_path / "c.jsonl")], out, CONFIG)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("split_digits", "user_defined_symbols"):
+        del manifest["config"]["tokenizer"][key]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    data = PreparedData.load(out)
+    assert data.config == CONFIG
+    assert data.tokenizer.decode(data.tokenizer.encode(["Hello, 123"])[0]) == "Hello, 123"
+
+
+def test_prepare_flags_set_the_tokenizer_options(tmp_path, capsys):
+    sums = write_sums(tmp_path / "sums.tsv")
+    out = tmp_path / "p"
+    flags = ["prepare", "--corpus", "tsv", "--input", str(sums), "--out", str(out)]
+    code = main(
+        [
+            *flags,
+            "--model-type",
+            "char",
+            "--split-digits",
+            "--user-defined-symbols",
+            "<num>",
+            "km/h",
+        ]
+    )
+    assert code == 0
+    assert "tokenizer: char, 2" in capsys.readouterr().out  # "276 pieces of 8,000 asked: ..."
+    tokenizer = PreparedData.load(out).config.tokenizer
+    assert (tokenizer.model_type, tokenizer.split_digits) == ("char", True)
+    assert tokenizer.user_defined_symbols == ("<num>", "km/h")
+
+    assert main([*flags[:-1], str(tmp_path / "w"), "--model-type", "word", "--split-digits"]) == 1
+    assert "no effect on a word model" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
