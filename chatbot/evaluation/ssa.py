@@ -222,7 +222,7 @@ def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str,
 
 
 def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = ["| replies | rated | sensible | specific | SSA |", "|---|---|---|---|---|"]
+    lines = ["| system | rated | sensible | specific | SSA |", "|---|---|---|---|---|"]
     for system, row in results.items():
         if not row.get("rated"):
             lines.append(f"| {system} | 0 of {row['replies']} | | | |")

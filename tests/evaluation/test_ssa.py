@@ -111,6 +111,7 @@ def test_scores_by_hand():
     table = markdown_table(results)
     assert "| human | 4 of 4 | 1.00 | 0.75 | 0.88 |" in table
     assert "| unrated | 0 of 1 | | | |" in table
+    assert table.startswith("| system | rated | sensible | specific | SSA |")
     with pytest.raises(DataError, match=r"1 rated id.* not in the key, e.g. 'zz'"):
         score(key, [Rating("zz", True, True)])
 
