@@ -19,14 +19,18 @@ silently take their defaults, or a changed byte in a well-formed model archive.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
+import numpy as np
 import yaml
 
 from chatbot import __version__
@@ -41,6 +45,7 @@ TOKENIZER = "tokenizer.model"
 MODEL = "model.keras"
 HISTORY = "history.json"
 CARD = "card.json"
+WEIGHTS = "model.weights.h5"  # inside model.keras
 FILES = (CONFIG, TOKENIZER, MODEL, HISTORY, CARD)
 # The bundle layout's version, recorded in card.json; bump it when older code could not load a
 # new bundle. Bundles from before it was recorded are version 1.
@@ -56,18 +61,23 @@ class Bundle:
     history: list[dict[str, Any]] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, *, overwrite: bool = False, float16: bool = False) -> Path:
+        """Write the bundle to `path`; with `float16`, model.keras stores its weights at half
+        precision (half the size; Keras loads them into the model's float32 variables)."""
         path = Path(path)
         with atomic_directory(path, overwrite=overwrite) as tmp:
             tree = self.config.model_dump(mode="json")
             (tmp / CONFIG).write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
             self.tokenizer.save(tmp / TOKENIZER)
             _without_optimizer(self.model).save(tmp / MODEL)
+            if float16:
+                _store_float16(tmp / MODEL)
             (tmp / HISTORY).write_text(json.dumps(self.history, indent=2) + "\n", "utf-8")
             files = {name: _fingerprint(tmp / name) for name in CHECKSUMMED}
             files[CONFIG] = {"settings": _count_settings(tree)}
             card = {"format_version": FORMAT_VERSION, **self.card}
             card.update(format_version=FORMAT_VERSION, files=files)
+            card["weights_dtype"] = "float16" if float16 else "float32"
             (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
         return path
 
@@ -102,6 +112,38 @@ def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
     clean.build()
     clean.set_weights(model.get_weights())
     return clean
+
+
+def _store_float16(path: Path) -> None:
+    """Rewrite the .keras archive at `path` with its float32 weights stored as float16. The
+    archive keeps Keras' layout, so it loads as any other in safe mode."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    weights = io.BytesIO(members[WEIGHTS])
+    halved = io.BytesIO()
+    with h5py.File(weights, "r") as source, h5py.File(halved, "w") as target:
+        _copy_attributes(source, target)
+        source.visititems(functools.partial(_copy_halved, target))
+    members[WEIGHTS] = halved.getvalue()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _copy_halved(target: h5py.File, name: str, item: h5py.Group | h5py.Dataset) -> None:
+    if isinstance(item, h5py.Dataset):
+        data = item[()]
+        target.create_dataset(
+            name, data=data.astype(np.float16) if data.dtype == np.float32 else data
+        )
+    else:
+        target.require_group(name)
+    _copy_attributes(item, target[name])
+
+
+def _copy_attributes(source: h5py.HLObject, target: h5py.HLObject) -> None:
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
 
 
 def _load_model(path: Path) -> Seq2Seq:

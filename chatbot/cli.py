@@ -257,7 +257,12 @@ def run_average(args: argparse.Namespace) -> int:
     from chatbot.training.average import average_checkpoints
 
     averaged = average_checkpoints(
-        args.model, args.last, args.out, work_dir=args.work_dir, overwrite=args.force
+        args.model,
+        args.last,
+        args.out,
+        work_dir=args.work_dir,
+        overwrite=args.force,
+        float16=args.float16,
     )
     names = ", ".join(averaged["checkpoints"])
     print(f"Averaged {names} of {averaged['directory']} into {args.out}")
@@ -378,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--out", required=True, metavar="DIR", help="bundle to write")
     avg.add_argument("--work-dir", metavar="DIR", help="the run's work dir (MODEL_DIR.work)")
     avg.add_argument("--force", action="store_true", help="replace --out if it exists")
+    avg.add_argument(
+        "--float16", action="store_true", help="store the weights as float16 (half the size)"
+    )
     avg.set_defaults(handler=run_average)
 
     chat = commands.add_parser(

@@ -42,9 +42,11 @@ def average_checkpoints(
     *,
     work_dir: str | Path | None = None,
     overwrite: bool = False,
+    float16: bool = False,
 ) -> dict[str, Any]:
     """Write to `out_dir` the bundle at `model_dir` with the mean weights of the last `last`
-    checkpoints of its run; returns what the card records of it."""
+    checkpoints of its run (stored as float16 with `float16`); returns what the card records
+    of the averaging."""
     if last < 1:
         raise DataError(f"--last must be at least 1, got {last}")
     model_dir = Path(model_dir)
@@ -60,7 +62,7 @@ def average_checkpoints(
     bundle.model.set_weights([np.mean(group, axis=0) for group in zip(*weights, strict=True)])
     averaged = {"checkpoints": [path.name for path in paths], "directory": str(directory)}
     bundle.card = {**bundle.card, "averaged": averaged}
-    bundle.save(out_dir, overwrite=overwrite)
+    bundle.save(out_dir, overwrite=overwrite, float16=float16)
     return averaged
 
 

@@ -73,3 +73,26 @@ def test_the_cli_writes_the_bundle(run, tmp_path, capsys):
     assert main(["average", "--model", str(run), "--last", "2", "--out", str(out)]) == 0
     assert "Averaged ckpt-" in capsys.readouterr().out
     assert len(Bundle.load(out).card["averaged"]["checkpoints"]) == 2
+
+
+def test_float16_storage_halves_the_weights_and_loads_them_as_float32(run, tmp_path):
+    full = average_checkpoints(run, 2, tmp_path / "full")
+    half = average_checkpoints(run, 2, tmp_path / "half", float16=True)
+    assert half == full
+    full_bundle, half_bundle = Bundle.load(tmp_path / "full"), Bundle.load(tmp_path / "half")
+    assert (full_bundle.card["weights_dtype"], half_bundle.card["weights_dtype"]) == (
+        "float32",
+        "float16",
+    )
+    for got, want in zip(
+        half_bundle.model.get_weights(), full_bundle.model.get_weights(), strict=True
+    ):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want.astype(np.float16).astype(np.float32))
+    full_size = (tmp_path / "full" / "model.keras").stat().st_size
+    half_size = (tmp_path / "half" / "model.keras").stat().st_size
+    weight_bytes = sum(w.nbytes for w in full_bundle.model.get_weights())
+    assert (
+        full_size - half_size >= 0.45 * weight_bytes
+    )  # two bytes a weight saved, less h5 overhead
+    assert Chatbot.load(tmp_path / "half").reply("red cat", max_length=4).text is not None
