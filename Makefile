@@ -30,12 +30,15 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Regenerate the lock files after changing dependencies in pyproject.toml: requirements.lock
-# (what the package needs, used by the Dockerfile) and requirements-dev.lock (plus test tools).
-LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet
+# (what the package needs), requirements-dev.lock (plus test tools) and requirements-serve.lock
+# (what the Docker image serves with: requirements-serve.in, held to requirements.lock's pins).
+COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --quiet
+LOCK := $(COMPILE) pyproject.toml
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(LOCK) -o requirements.lock
 	$(LOCK) --extra dev -o requirements-dev.lock
+	$(COMPILE) requirements-serve.in -c requirements.lock -o requirements-serve.lock
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis

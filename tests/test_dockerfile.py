@@ -103,11 +103,20 @@ def test_hadolint_is_clean():
 
 def test_build_stage_installs_the_lock_then_the_project_without_deps():
     runs = [ins.args for ins in parse_dockerfile(DOCKERFILE.read_text()) if ins.keyword == "RUN"]
-    assert any("-r requirements.lock" in run for run in runs)
+    assert any("-r requirements-serve.lock" in run for run in runs)
     assert any(re.search(r"pip install --no-deps \.(\s|$)", run) for run in runs)
-    froms = [ins.args for ins in parse_dockerfile(DOCKERFILE.read_text()) if ins.keyword == "FROM"]
+
+
+def test_every_stage_is_built_from_the_base_image_argument():
+    """`docker build` pulls python:3.11-slim by default; `--build-arg BASE_IMAGE=...` swaps in
+    another base (scripts/docker-local-base.sh) for every stage at once."""
+    instructions = parse_dockerfile(DOCKERFILE.read_text())
+    first_from = next(i for i, ins in enumerate(instructions) if ins.keyword == "FROM")
+    args = [ins.args for ins in instructions[:first_from] if ins.keyword == "ARG"]
+    assert args == ["BASE_IMAGE=python:3.11-slim"]
+    froms = [ins.args.split() for ins in instructions if ins.keyword == "FROM"]
     assert len(froms) >= 2, "expected a multi-stage build"
-    assert all(f.startswith("python:3.11-slim") for f in froms)
+    assert all(f[0] == "${BASE_IMAGE}" for f in froms), froms
 
 
 def test_image_facts(image):
@@ -129,7 +138,7 @@ def test_image_facts(image):
     assert env["CHATBOT_MODEL"] == "/app/models/default"
     assert env["CHATBOT_HOST"] == "0.0.0.0"
     assert env["CHATBOT_PORT"] == "8000"
-    assert env["CHATBOT_WARM_UP"] == "all_shapes"
+    assert env["CHATBOT_WARM_UP"] == "reply"  # the faster start: docs/docker.md
     assert env["PATH"].split(":")[0] == "/opt/venv/bin"
 
     copies = [ins.args.split() for ins in image if ins.keyword == "COPY"]
@@ -246,3 +255,145 @@ def test_dockerignore_keeps_local_state_out_of_the_context():
     }
     for needed in (".venv", ".git", "build", "tests", ".env"):
         assert needed in patterns, f".dockerignore does not exclude {needed}"
+
+
+# What requirements-serve.in leaves out of the image, and why (the file says so too).
+NOT_SERVED = {"tensorflow-text", "tensorboard", "sacrebleu", "matplotlib"}
+# What the serving path must not import: those, and libclang, which the Dockerfile uninstalls.
+NOT_IN_THE_IMAGE = ("tensorflow_text", "tensorboard", "sacrebleu", "matplotlib", "clang")
+
+
+def requirements_of(path: Path) -> list[Requirement]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [Requirement(line) for line in lines if line]
+
+
+def test_the_serving_requirements_are_pyprojects_ranges_less_training():
+    project = {
+        normalized(r.name): r
+        for r in map(
+            Requirement,
+            tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"],
+        )
+    }
+    served = requirements_of(ROOT / "requirements-serve.in")
+    names = {normalized(r.name) for r in served}
+    assert names == (set(project) - NOT_SERVED) | {"tensorflow-cpu"}
+    for requirement in served:
+        name = normalized(requirement.name)
+        declared = project["tensorflow" if name == "tensorflow-cpu" else name]
+        assert requirement.specifier == declared.specifier, f"{requirement} != {declared}"
+        assert requirement.extras == declared.extras, f"{requirement} != {declared}"
+    flavours = {normalized(r.name): str(r.marker) for r in served if r.marker}
+    assert flavours == {
+        "tensorflow-cpu": 'platform_machine == "x86_64"',
+        "tensorflow": 'platform_machine != "x86_64"',
+    }
+
+
+def pins_of(path: Path) -> dict[tuple[str, str], str]:
+    """(name, marker) -> version of every pin of a uv lock file."""
+    pins = {}
+    for requirement in requirements_of(path):
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"{path.name}: not pinned: {requirement}"
+        pins[normalized(requirement.name), str(requirement.marker or "")] = specifier.version
+    return pins
+
+
+def test_the_serving_lock_pins_what_the_tests_run():
+    """Every package the image shares with requirements.lock has its version there, so the
+    image serves with what `make test` tested (the lock is compiled with it as constraints)."""
+    served = pins_of(ROOT / "requirements-serve.lock")
+    tested = pins_of(ROOT / "requirements.lock")
+    names = {name for name, _ in served}
+    for name in NOT_SERVED:
+        assert name not in names, f"requirements-serve.lock installs {name}"
+    assert {"tensorflow-cpu", "keras", "fastapi", "uvicorn", "sentencepiece"} <= names
+    shared = set(served) & set(tested)
+    assert len(shared) >= 40
+    for key in shared:
+        assert served[key] == tested[key], (
+            f"{key[0]}: {served[key]} in the image, {tested[key]} in the tests"
+        )
+    tensorflow = {
+        name: version for (name, _), version in served.items() if name.startswith("tensorflow")
+    }
+    assert tensorflow["tensorflow-cpu"] == tensorflow["tensorflow"] == tested["tensorflow", ""]
+
+
+SERVING_WITHOUT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Absent(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {names!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in the image)", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from fastapi.testclient import TestClient
+from serve.app import create_app
+from serve.settings import Settings
+
+with TestClient(create_app(Settings(model={model!r}, warm_up="reply"))) as client:
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/v1/chat", json={{"message": "hello"}}).status_code == 200
+    body = {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "stream": True}}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+print("served")
+"""
+
+
+def test_serving_imports_nothing_the_image_leaves_out(tiny_bundle):
+    """The app, loaded, warmed up and replying, with the packages the image lacks made
+    unimportable: it must not need them (Keras asks for matplotlib only if it is there)."""
+    script = SERVING_WITHOUT.format(names=NOT_IN_THE_IMAGE, model=str(tiny_bundle))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert result.stdout.strip().endswith("served")
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (the v2 plugin) where it is installed, else Debian's `docker-compose`."""
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_compose_file_is_valid_and_matches_the_image():
+    command = compose_command()
+    if command is None:
+        message = "neither `docker compose` nor docker-compose is installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (.ci/run installs docker-compose)")
+        pytest.skip(message)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
+    checked = subprocess.run(
+        [*command, "--file", str(ROOT / "compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+    import yaml
+
+    service = yaml.safe_load(checked.stdout)["services"]["chatbot"]
+    assert service["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
+    assert Path(service["build"]["context"]) == ROOT
+    assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+    image_check = healthcheck_argv(only(parse_dockerfile(DOCKERFILE.read_text()), "HEALTHCHECK"))
+    assert service["healthcheck"]["test"] == ["CMD", *image_check]
+    assert [port["target"] for port in service["ports"]] == [8000]
