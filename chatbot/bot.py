@@ -21,9 +21,11 @@ import numpy as np
 from chatbot.bundle import Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
-from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
+from chatbot.decoding.kernels import is_possible
+from chatbot.decoding.search import Decoded, FinishReason, SearchSpec, phrase_ids
 from chatbot.errors import DataError
 from chatbot.normalize import Normalizer
+from chatbot.text_offsets import TextOffsets
 from chatbot.tokenizer import EOS_ID, join_context, pad_ids
 
 
@@ -34,6 +36,8 @@ class Candidate:
     log_prob: float  # log p(reply | context) under the model, EOS included
     tokens: int  # reply tokens, EOS excluded
     ids: tuple[int, ...] = ()  # the reply's token ids, EOS excluded
+    offsets: tuple[int, ...] = ()  # per token, where its text ends in `text`
+    finish_reason: FinishReason = FinishReason.EOS
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,14 @@ class Reply:
     reply_tokens: int
     seconds: float
     attention: np.ndarray | None = field(default=None, repr=False)  # [reply, source] weights
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        return self.candidates[0].finish_reason
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return self.candidates[0].offsets
 
 
 def _phrase_variants(phrase: str) -> set[str]:
@@ -64,6 +76,7 @@ class Chatbot:
         self.config = bundle.config
         self.tokenizer = bundle.tokenizer
         self.normalizer = Normalizer(bundle.config.data.normalizer)
+        self.text_offsets = TextOffsets(bundle.tokenizer)
         self.generator = Generator(
             bundle.model,
             jit_compile=jit_compile,
@@ -186,12 +199,15 @@ class Chatbot:
     def _candidate(self, decoded: Decoded, row: int, index: int, score: float) -> Candidate:
         length = int(decoded.lengths[row, index])
         ids = tuple(int(i) for i in decoded.tokens[row, index, :length])
+        text = " ".join(self.tokenizer.decode(ids).split())
         return Candidate(
-            text=" ".join(self.tokenizer.decode(ids).split()),
+            text=text,
             score=score,
             log_prob=float(decoded.log_probs[row, index]),
             tokens=length,
             ids=ids,
+            offsets=self.text_offsets(ids, text),
+            finish_reason=FinishReason(int(decoded.finish_reasons[row, index])),
         )
 
     def _rerank(
@@ -215,7 +231,7 @@ class Chatbot:
                 [
                     (int(i), self._candidate(decoded, row, int(i), float(scores[row, i])))
                     for i in order
-                    if decoded.log_probs[row, i] > -1e8
+                    if is_possible(decoded.log_probs[row, i])
                 ]
             )
         return ranked

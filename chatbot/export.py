@@ -54,7 +54,8 @@ from chatbot.atomic import atomic_directory
 from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
 from chatbot.config import NormalizerConfig
-from chatbot.decoding.search import NEG_INF, decode
+from chatbot.decoding.kernels import NEG_INF, is_possible
+from chatbot.decoding.search import decode
 from chatbot.errors import DataError
 from chatbot.normalize import QUOTES
 from chatbot.tokenizer import EOS_ID, PAD_ID, SEP_ID
@@ -205,7 +206,7 @@ class ExportedChatbot(tf.Module):
                 scores = decoded.log_probs - settings.mmi_lambda * prior
             # The best hypothesis that is not a dead end; top_k keeps the lower index on ties,
             # like the facade's stable sort.
-            ranking = tf.where(decoded.log_probs > -1e8, scores, 2 * NEG_INF)
+            ranking = tf.where(is_possible(decoded.log_probs), scores, 2 * NEG_INF)
             best = tf.math.top_k(ranking, k=1).indices[:, 0]
 
             def pick(values: tf.Tensor) -> tf.Tensor:
@@ -222,7 +223,7 @@ class ExportedChatbot(tf.Module):
             }
 
         # The graph has no Python control flow on tensors (the loop is an explicit
-        # tf.while_loop), so AutoGraph is not needed; skipping it makes export about 3x faster.
+        # tf.while_loop), so AutoGraph is not needed, and skipping it makes export faster.
         self.normalize = tf.function(normalize, input_signature=[_STRINGS], autograph=False)
         signature = [_MESSAGE, _HISTORY]
         self.context_ids = tf.function(context_ids, input_signature=signature, autograph=False)

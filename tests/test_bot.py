@@ -3,6 +3,7 @@ import pytest
 
 from chatbot.bot import Chatbot
 from chatbot.corpora import Dialogue, Turn
+from chatbot.decoding.search import FinishReason
 from chatbot.errors import ConfigError, DataError
 from chatbot.examples import dialogue_examples
 from chatbot.pipeline import encode_examples
@@ -107,3 +108,17 @@ def test_attention_comes_back_on_request(bot):
     reply = bot.reply_batch(["Hello there"], return_attention=True, max_length=5)[0]
     assert reply.attention.shape == (reply.reply_tokens + 1, reply.prompt_tokens)
     np.testing.assert_allclose(reply.attention.sum(-1), 1.0, atol=1e-5)
+
+
+def test_a_reply_knows_why_it_ended_and_where_each_tokens_text_ends(bot):
+    forced = bot.reply("Hello there", strategy="greedy", min_length=4, max_length=4)
+    assert forced.reply_tokens == 4 and forced.finish_reason == FinishReason.LENGTH
+    assert len(forced.offsets) == 4 and forced.offsets[-1] == len(forced.text)
+    assert list(forced.offsets) == sorted(forced.offsets)
+    free = bot.reply("Hello there", strategy="beam", max_length=30, n_best=2)
+    for candidate in free.candidates:
+        ended_by_length = candidate.tokens >= 30
+        assert candidate.finish_reason == (
+            FinishReason.LENGTH if ended_by_length else FinishReason.EOS
+        )
+

@@ -37,8 +37,9 @@ def convert(
     quantize: bool = False,
 ) -> bytes:
     """The flatbuffer of `decode` for `rows` sources of any length. Outputs: int32
-    [rows, N, 1 + L] (reply length, then the tokens) and float32 [rows, N, 2] (log-probability,
-    score); packed by dtype because the converter renames outputs and merges equal ones.
+    [rows, N, 2 + L] (reply length, finish reason, then the tokens) and float32 [rows, N, 2]
+    (log-probability, score); packed by dtype because the converter renames outputs and merges
+    equal ones.
 
     `quantize` stores the weight matrices as int8 (dynamic-range quantization: activations
     stay float32), a quarter of the memory a step streams; replies then differ a little from
@@ -50,7 +51,10 @@ def convert(
     def run(source: tf.Tensor, *knobs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         decoded = decode(model, source, spec, Knobs(*knobs), canonical)
         return (
-            tf.concat([decoded.lengths[..., None], decoded.tokens], axis=-1),
+            tf.concat(
+                [decoded.lengths[..., None], decoded.finish_reasons[..., None], decoded.tokens],
+                axis=-1,
+            ),
             tf.stack([decoded.log_probs, decoded.scores], axis=-1),
         )
 
@@ -95,9 +99,10 @@ class LiteLoop:
             ints = interpreter.get_tensor(self._ints)
             floats = interpreter.get_tensor(self._floats)
         return Decoded(
-            tokens=ints[..., 1:],
+            tokens=ints[..., 2:],
             log_probs=floats[..., 0],
             scores=floats[..., 1],
             lengths=ints[..., 0],
+            finish_reasons=ints[..., 1],
             attention=None,
         )
