@@ -162,11 +162,14 @@ class Chatbot:
         histories: Sequence[Sequence[str] | None] | None = None,
         *,
         return_attention: bool = False,
+        settings: DecodingConfig | None = None,
         **decoding: Any,
     ) -> list[Reply]:
-        """Replies to several conversations at once, decoded as one batch."""
+        """Replies to several conversations at once, decoded as one batch, with `settings`
+        already merged by `settings()` (a server merges once per request), or else the
+        defaults with the `decoding` overrides."""
         started = time.perf_counter()
-        settings = self.settings(**decoding)
+        settings = settings or self.settings(**decoding)
         histories = histories or [None] * len(messages)
         sources = [self.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
         source_ids = pad_ids(sources)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -230,17 +231,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from serve.app import serve
-    from serve.settings import Settings
-
-    overrides = {"model": args.model, "host": args.host, "port": args.port}
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
-    print(f"Serving {settings.model} at http://{settings.host}:{settings.port}", flush=True)
-    serve(settings, workers=args.workers)
-    return 0
-
-
 def run_inspect(args: argparse.Namespace) -> int:
     from chatbot.batch_report import describe_batches
 
@@ -260,6 +250,22 @@ def run_export(args: argparse.Namespace) -> int:
     out = export_saved_model(args.model, args.out, force=args.force)
     print(f"Exported {args.model} as a SavedModel to {out}; signatures: {', '.join(SIGNATURES)}")
     return 0
+
+
+# The server package adds its own `serve` command (`serve.cli.add_parser`). It is looked up
+# only when the parser is built, so the library does not depend on the server: without the
+# `serve` package installed, the command is simply absent.
+SERVER_COMMAND = "serve.cli"
+
+
+def _add_server_command(commands: Any) -> None:
+    try:
+        server = importlib.import_module(SERVER_COMMAND)
+    except ModuleNotFoundError as error:
+        if error.name not in ("serve", SERVER_COMMAND):
+            raise
+        return
+    server.add_parser(commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,23 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flag(bench)
     bench.set_defaults(handler=run_bench)
 
-    srv = commands.add_parser(
-        "serve",
-        help="serve a model over HTTP (FastAPI + uvicorn)",
-        description="Run the chat service; settings also come from CHATBOT_* environment "
-        "variables and a .env file (CHATBOT_MODEL, CHATBOT_PORT, CHATBOT_API_KEYS, ...).",
-    )
-    srv.add_argument("--model", metavar="DIR", help="a model bundle (CHATBOT_MODEL)")
-    srv.add_argument("--host", metavar="HOST", help="address to listen on (127.0.0.1)")
-    srv.add_argument("--port", type=int, metavar="PORT", help="port (8000)")
-    srv.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="server processes, each with its own copy of the model (1)",
-    )
-    srv.set_defaults(handler=run_serve)
+    _add_server_command(commands)
 
     exp = commands.add_parser(
         "export",

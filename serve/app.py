@@ -57,7 +57,8 @@ async def _warm_up(app: FastAPI) -> None:
     is logged and leaves the server alive but not ready."""
     settings: Settings = app.state.settings
     try:
-        await app.state.batcher.submit(WARM_UP_MESSAGE, [], {})
+        bot = app.state.bot
+        await app.state.batcher.submit(WARM_UP_MESSAGE, [], bot.settings())
         if settings.warm_up == "all_shapes":
             compile_all = partial(app.state.bot.compile_for_serving, settings.max_batch_size)
             shapes = await anyio.to_thread.run_sync(compile_all)

@@ -122,3 +122,9 @@ def test_a_reply_knows_why_it_ended_and_where_each_tokens_text_ends(bot):
             FinishReason.LENGTH if ended_by_length else FinishReason.EOS
         )
 
+
+def test_merged_settings_can_be_given_instead_of_overrides(bot):
+    settings = bot.settings(strategy="beam", beam_width=2, n_best=2)
+    given = bot.reply_batch(["Hello there"], settings=settings)[0]
+    merged = bot.reply("Hello there", strategy="beam", beam_width=2, n_best=2)
+    assert given.candidates == merged.candidates
