@@ -12,10 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import NoneType
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic.fields import FieldInfo
 
 from chatbot import __version__
-from chatbot.config import RUNTIMES
+from chatbot.config import RUNTIMES, DecodingConfig
 from chatbot.errors import ChatbotError
 
 CORPORA = ("dailydialog", "cornell", "chatterbot", "tsv", "jsonl")
@@ -138,33 +141,33 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-DECODING_FLAGS = {
-    "strategy": dict(choices=("greedy", "beam", "sample"), help="how replies are chosen"),
-    "beam_width": dict(type=int, metavar="N", help="hypotheses kept by beam search"),
-    "n_best": dict(type=int, metavar="N", help="candidates returned (beam) or drawn (sample)"),
-    "length_penalty": dict(type=float, metavar="A", help="GNMT length penalty alpha (beam)"),
-    "max_length": dict(type=int, metavar="N", help="longest reply in tokens"),
-    "min_length": dict(type=int, metavar="N", help="shortest reply in tokens"),
-    "temperature": dict(type=float, metavar="T", help="sampling temperature"),
-    "top_k": dict(type=int, metavar="K", help="sample from the K likeliest tokens (0: all)"),
-    "top_p": dict(type=float, metavar="P", help="sample from the smallest set of mass P"),
-    "no_repeat_ngram": dict(type=int, metavar="N", help="never repeat an N-gram in a reply"),
-    "block_context_ngram": dict(type=int, metavar="N", help="never copy an N-gram of context"),
-    "repetition_penalty": dict(type=float, metavar="R", help="> 1 discourages repeated tokens"),
-    "banned_phrases": dict(nargs="+", metavar="TEXT", help="phrases a reply may never contain"),
-    "mmi_lambda": dict(type=float, metavar="L", help="MMI reranking weight (anti-LM)"),
-    "seed": dict(type=int, metavar="S", help="seed for reproducible sampling"),
-}
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _decoding_flag(info: FieldInfo) -> dict[str, Any]:
+    """argparse options for a `DecodingConfig` field: its choices, or the type of its values
+    (a tuple field takes one or more), and its description as help."""
+    annotation = info.annotation
+    options: dict[str, Any] = {"help": info.description}
+    if get_origin(annotation) is Literal:
+        options["choices"] = get_args(annotation)
+        return options
+    if get_origin(annotation) is tuple:
+        options["nargs"] = "+"
+        kind = get_args(annotation)[0]
+    else:  # a number, or a number or None
+        kind = next(t for t in (*get_args(annotation), annotation) if t is not NoneType)
+    return {**options, "type": kind, "metavar": _METAVARS[kind]}
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (defaults from the bundle's config)")
-    for name, options in DECODING_FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, **options)
+    for name, info in DecodingConfig.model_fields.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, **_decoding_flag(info))
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in DECODING_FLAGS}
+    return {name: getattr(args, name) for name in DecodingConfig.model_fields}
 
 
 def _add_runtime_flag(parser: argparse.ArgumentParser) -> None:
