@@ -8,9 +8,10 @@ import argparse
 import contextlib
 import importlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin
@@ -18,10 +19,17 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic.fields import FieldInfo
 
 from chatbot import __version__
-from chatbot.config import RUNTIMES, DecodingConfig
+from chatbot.config import (
+    RUNTIMES,
+    DecodingConfig,
+    DistributionStrategy,
+    Precision,
+    TokenizerConfig,
+)
+from chatbot.corpora import FORMATS
 from chatbot.errors import ChatbotError
 
-CORPORA = ("dailydialog", "cornell", "chatterbot", "tsv", "jsonl")
+CORPORA = tuple(FORMATS)
 
 
 def _data_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,6 +119,31 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """A log record as a console line: the message, marked when it is a warning."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"warning: {message}" if record.levelno >= logging.WARNING else message
+
+
+@contextlib.contextmanager
+def _console_log(name: str, *, verbose: bool) -> Iterator[None]:
+    """Show logger `name`'s records on stderr while the command runs: progress too when
+    `verbose`, else warnings only."""
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter())
+    level = logger.level
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from chatbot.config import load_config
     from chatbot.training.trainer import TrainOptions, train
@@ -126,7 +159,8 @@ def run_train(args: argparse.Namespace) -> int:
         command=" ".join(["chatbot", *sys.argv[1:]]),
         verbose=not args.quiet,
     )
-    report = train(config, args.data, args.out, options)
+    with _console_log("chatbot.training", verbose=not args.quiet):
+        report = train(config, args.data, args.out, options)
     best = report.best
     metrics = ", ".join(
         f"{name} {best[name]:.4g}" for name in ("val_loss", "val_perplexity") if name in best
@@ -271,14 +305,7 @@ def _add_server_command(commands: Any) -> None:
     server.add_parser(commands)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatbot",
-        description="Train a seq2seq chatbot on your own conversations, chat with it, serve it.",
-    )
-    parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-
+def _add_prepare_command(commands: Any) -> None:
     prep = commands.add_parser(
         "prepare",
         help="turn a corpus into train/valid examples and a tokenizer",
@@ -298,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--config", metavar="FILE", help="YAML config; its data section is used")
     prep.add_argument("--history", type=int, metavar="K", help="context turns (default 2)")
     prep.add_argument("--vocab-size", type=int, metavar="N", help="tokenizer pieces (8000)")
-    prep.add_argument("--model-type", choices=("unigram", "bpe"), help="tokenizer (unigram)")
+    prep.add_argument(
+        "--model-type",
+        choices=get_args(TokenizerConfig.model_fields["model_type"].annotation),
+        help="tokenizer (unigram)",
+    )
     prep.add_argument("--max-source-len", type=int, metavar="N", help="source tokens (64)")
     prep.add_argument("--max-target-len", type=int, metavar="N", help="target tokens (32)")
     prep.add_argument("--valid-fraction", type=float, metavar="F", help="held out (0.05)")
@@ -308,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--json", action="store_true", help="print stats.json instead")
     prep.set_defaults(handler=run_prepare)
 
+
+def _add_train_command(commands: Any) -> None:
     trn = commands.add_parser(
         "train",
         help="train a model on a prepared directory and write its bundle",
@@ -329,13 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--max-minutes", type=float, metavar="M", help="stop cleanly after M min")
     trn.add_argument(
         "--strategy",
-        choices=("default", "mirrored", "multi_worker"),
+        choices=get_args(DistributionStrategy),
         default="default",
         help="tf.distribute strategy; multi_worker reads TF_CONFIG",
     )
     trn.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_float16"),
+        choices=get_args(Precision),
         default="auto",
         help="auto: mixed_float16 on a GPU, float32 on a CPU",
     )
@@ -343,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--quiet", action="store_true", help="no progress output")
     trn.set_defaults(handler=run_train)
 
+
+def _add_chat_command(commands: Any) -> None:
     chat = commands.add_parser(
         "chat",
         help="talk to a trained model in the terminal",
@@ -354,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(chat)
     chat.set_defaults(handler=run_chat)
 
+
+def _add_evaluate_command(commands: Any) -> None:
     ev = commands.add_parser(
         "evaluate",
         help="perplexity and reply quality on held-out conversations",
@@ -378,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(ev)
     ev.set_defaults(handler=run_evaluate)
 
+
+def _add_bench_command(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="decoding and training speed at a config's dimensions",
@@ -391,8 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flag(bench)
     bench.set_defaults(handler=run_bench)
 
-    _add_server_command(commands)
 
+def _add_export_command(commands: Any) -> None:
     exp = commands.add_parser(
         "export",
         help="write a bundle as a TensorFlow SavedModel (strings in, strings out)",
@@ -406,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--force", action="store_true", help="replace --out if it exists")
     exp.set_defaults(handler=run_export)
 
+
+def _add_inspect_command(commands: Any) -> None:
     insp = commands.add_parser(
         "inspect",
         help="show the training batches a prepared directory makes",
@@ -417,6 +458,26 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--batch-size", type=int, default=64, metavar="N")
     insp.add_argument("--batches", type=int, metavar="N", help="stop after N batches (all)")
     insp.set_defaults(handler=run_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot",
+        description="Train a seq2seq chatbot on your own conversations, chat with it, serve it.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add_command in (
+        _add_prepare_command,
+        _add_train_command,
+        _add_chat_command,
+        _add_evaluate_command,
+        _add_bench_command,
+        _add_server_command,
+        _add_export_command,
+        _add_inspect_command,
+    ):
+        add_command(commands)
     return parser
 
 

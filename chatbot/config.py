@@ -23,6 +23,9 @@ MIN_TEMPERATURE = 0.01
 # for a single source, with the model's float32 weights or with them quantized to int8.
 Runtime = Literal["tf", "lite", "lite-int8"]
 RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
+# How `chatbot train` runs: its tf.distribute strategy and its float precision.
+DistributionStrategy = Literal["default", "mirrored", "multi_worker"]
+Precision = Literal["auto", "float32", "mixed_float16"]
 
 
 class StrictModel(BaseModel):
