@@ -2,11 +2,11 @@
 
 At small batches a decoder step is bound by matrix-vector products, which TensorFlow's kernels
 run slowly; TensorFlow Lite's (XNNPACK) run the very same loop, `chatbot.decoding.search.decode`,
-about twice as fast (README, "Speed"). The program holds the model's weights as constants and
+faster (`bench/decoding_speed.py`). The program holds the model's weights as constants and
 takes the source ids and the `Knobs` as inputs, so one program serves every setting of the
 numbers for its search spec and batch size; the source length is left open, and the
-interpreter resizes its tensors when a source of another length comes (a tenth of a
-millisecond, and no slower to run than a program made for that length). It is made of Lite
+interpreter resizes its tensors when a source of another length comes (cheap, and no slower to
+run than a program made for that length). It is made of Lite
 builtin ops only (sampling draws its noise from `chatbot.decoding.noise` for this reason), so
 the interpreter inside TensorFlow runs it without TensorFlow's own kernels. Attention weights
 are not returned.
@@ -43,7 +43,7 @@ def convert(
 
     `quantize` stores the weight matrices as int8 (dynamic-range quantization: activations
     stay float32), a quarter of the memory a step streams; replies then differ a little from
-    the float32 model's (README, "Speed")."""
+    the float32 model's (`bench/runtime_agreement.py`)."""
     if spec.return_attention:
         raise ValueError("a TensorFlow Lite decoding program does not return attention weights")
 
