@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
-from chatbot.decoding.search import NEG_INF
+from chatbot.decoding.kernels import NEG_INF
 
 ITERATIONS = 50
 

@@ -1,5 +1,5 @@
 """How many tokens the nucleus of each sampled step holds, as JSON: the measurement behind the
-sampling filter's sort sizes (`NUCLEUS_HEAD`, `NUCLEUS_WIDE` in `chatbot/decoding/search.py`).
+sampling filter's sort sizes (`NUCLEUS_HEAD`, `NUCLEUS_WIDE` in `chatbot/decoding/sampling.py`).
 
     python bench/nucleus_sizes.py --model models/default --data build/runs/dd3 --limit 150
 
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from chatbot.bot import Chatbot
-from chatbot.decoding.search import NUCLEUS_HEAD, NUCLEUS_WIDE
+from chatbot.decoding.sampling import NUCLEUS_HEAD, NUCLEUS_WIDE
 from chatbot.evaluation.evaluate import load_examples
 from chatbot.tokenizer import BOS_ID
 

@@ -28,11 +28,11 @@ def median_ms(
     """Median wall time of each run in milliseconds, after `warmup` untimed calls of each.
 
     The runs take turns of `turn` timed calls, so all of them see the same machine: a shared
-    machine's speed drifts by tens of percent within a minute, and timing one run after the
-    other put that drift into the ratios between them. Each turn starts with an untimed call,
+    machine's speed drifts within a minute, and timing one run after the other would put that
+    drift into the ratios between them. Each turn starts with an untimed call,
     since the run before may have pushed this run's weights out of the CPU caches (a decoder
-    step at the reference dimensions reads about 30 MB of them), while a server that keeps
-    answering with one program finds them there."""
+    step at the reference dimensions reads tens of megabytes of them), while a server that
+    keeps answering with one program finds them there."""
     for run in runs.values():
         for _ in range(warmup):
             run()

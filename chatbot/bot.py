@@ -25,9 +25,11 @@ import numpy as np
 from chatbot.bundle import Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
-from chatbot.decoding.search import Decoded, SearchSpec, phrase_ids
+from chatbot.decoding.kernels import is_possible
+from chatbot.decoding.search import Decoded, FinishReason, SearchSpec, phrase_ids
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.normalize import Normalizer
+from chatbot.text_offsets import TextOffsets
 from chatbot.tokenizer import EOS_ID, join_context, pad_ids
 
 BACKWARD = "backward"
@@ -40,6 +42,8 @@ class Candidate:
     log_prob: float  # log p(reply | context) under the model, EOS included
     tokens: int  # reply tokens, EOS excluded
     ids: tuple[int, ...] = ()  # the reply's token ids, EOS excluded
+    offsets: tuple[int, ...] = ()  # per token, where its text ends in `text`
+    finish_reason: FinishReason = FinishReason.EOS
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,14 @@ class Reply:
     reply_tokens: int
     seconds: float
     attention: np.ndarray | None = field(default=None, repr=False)  # [reply, source] weights
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        return self.candidates[0].finish_reason
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return self.candidates[0].offsets
 
 
 def _phrase_variants(phrase: str) -> set[str]:
@@ -77,6 +89,7 @@ class Chatbot:
         self.config = bundle.config
         self.tokenizer = bundle.tokenizer
         self.normalizer = Normalizer(bundle.config.data.normalizer)
+        self.text_offsets = TextOffsets(bundle.tokenizer)
         self.generator = Generator(
             bundle.model,
             jit_compile=jit_compile,
@@ -175,11 +188,14 @@ class Chatbot:
         histories: Sequence[Sequence[str] | None] | None = None,
         *,
         return_attention: bool = False,
+        settings: DecodingConfig | None = None,
         **decoding: Any,
     ) -> list[Reply]:
-        """Replies to several conversations at once, decoded as one batch."""
+        """Replies to several conversations at once, decoded as one batch, with `settings`
+        already merged by `settings()` (a server merges once per request), or else the
+        defaults with the `decoding` overrides."""
         started = time.perf_counter()
-        settings = self.settings(**decoding)
+        settings = settings or self.settings(**decoding)
         histories = histories or [None] * len(messages)
         sources = [self.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
         source_ids = pad_ids(sources)
@@ -212,12 +228,15 @@ class Chatbot:
     def _candidate(self, decoded: Decoded, row: int, index: int, score: float) -> Candidate:
         length = int(decoded.lengths[row, index])
         ids = tuple(int(i) for i in decoded.tokens[row, index, :length])
+        text = " ".join(self.tokenizer.decode(ids).split())
         return Candidate(
-            text=" ".join(self.tokenizer.decode(ids).split()),
+            text=text,
             score=score,
             log_prob=float(decoded.log_probs[row, index]),
             tokens=length,
             ids=ids,
+            offsets=self.text_offsets(ids, text),
+            finish_reason=FinishReason(int(decoded.finish_reasons[row, index])),
         )
 
     def _rerank(
@@ -232,7 +251,7 @@ class Chatbot:
                 [
                     (int(i), self._candidate(decoded, row, int(i), float(scores[row, i])))
                     for i in order
-                    if decoded.log_probs[row, i] > -1e8
+                    if is_possible(decoded.log_probs[row, i])
                 ]
             )
         return ranked

@@ -39,6 +39,7 @@ from chatbot.config import Config, parse_config
 from chatbot.errors import BundleError, ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import Tokenizer
+from chatbot.yaml_errors import yaml_problem
 
 CONFIG = "config.yaml"
 TOKENIZER = "tokenizer.model"
@@ -171,9 +172,8 @@ def _read_config(path: Path, card: dict[str, Any]) -> Config:
         tree = yaml.safe_load(path.read_text("utf-8"))
         config = parse_config(Config, tree)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = f"{where}invalid YAML: {getattr(error, 'problem', None) or error}"
+        line, what = yaml_problem(error)
+        problem = f"{f'line {line}: ' if line is not None else ''}invalid YAML: {what}"
     except (ChatbotError, UnicodeDecodeError) as error:
         problem = "; ".join(str(error).splitlines())
     else:

@@ -6,18 +6,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import NoneType
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic.fields import FieldInfo
 
 from chatbot import __version__
-from chatbot.config import RUNTIMES
+from chatbot.config import (
+    RUNTIMES,
+    DecodingConfig,
+    DistributionStrategy,
+    Precision,
+    TokenizerConfig,
+)
+from chatbot.corpora import FORMATS
 from chatbot.errors import ChatbotError
 
-CORPORA = ("dailydialog", "cornell", "chatterbot", "tsv", "jsonl")
+CORPORA = tuple(FORMATS)
 
 
 def _data_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,6 +128,31 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """A log record as a console line: the message, marked when it is a warning."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"warning: {message}" if record.levelno >= logging.WARNING else message
+
+
+@contextlib.contextmanager
+def _console_log(name: str, *, verbose: bool) -> Iterator[None]:
+    """Show logger `name`'s records on stderr while the command runs: progress too when
+    `verbose`, else warnings only."""
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter())
+    level = logger.level
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from chatbot.config import load_config
     from chatbot.training.trainer import TrainOptions, train
@@ -131,7 +168,8 @@ def run_train(args: argparse.Namespace) -> int:
         command=" ".join(["chatbot", *sys.argv[1:]]),
         verbose=not args.quiet,
     )
-    report = train(config, args.data, args.out, options)
+    with _console_log("chatbot.training", verbose=not args.quiet):
+        report = train(config, args.data, args.out, options)
     best = report.best
     metrics = ", ".join(
         f"{name} {best[name]:.4g}" for name in ("val_loss", "val_perplexity") if name in best
@@ -146,34 +184,33 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-DECODING_FLAGS = {
-    "strategy": dict(choices=("greedy", "beam", "sample"), help="how replies are chosen"),
-    "beam_width": dict(type=int, metavar="N", help="hypotheses kept by beam search"),
-    "n_best": dict(type=int, metavar="N", help="candidates returned (beam) or drawn (sample)"),
-    "length_penalty": dict(type=float, metavar="A", help="GNMT length penalty alpha (beam)"),
-    "max_length": dict(type=int, metavar="N", help="longest reply in tokens"),
-    "min_length": dict(type=int, metavar="N", help="shortest reply in tokens"),
-    "temperature": dict(type=float, metavar="T", help="sampling temperature"),
-    "top_k": dict(type=int, metavar="K", help="sample from the K likeliest tokens (0: all)"),
-    "top_p": dict(type=float, metavar="P", help="sample from the smallest set of mass P"),
-    "no_repeat_ngram": dict(type=int, metavar="N", help="never repeat an N-gram in a reply"),
-    "block_context_ngram": dict(type=int, metavar="N", help="never copy an N-gram of context"),
-    "repetition_penalty": dict(type=float, metavar="R", help="> 1 discourages repeated tokens"),
-    "banned_phrases": dict(nargs="+", metavar="TEXT", help="phrases a reply may never contain"),
-    "mmi_lambda": dict(type=float, metavar="L", help="MMI reranking weight (anti-LM)"),
-    "mmi_backward": dict(type=float, metavar="L", help="MMI-bidi weight (backward model)"),
-    "seed": dict(type=int, metavar="S", help="seed for reproducible sampling"),
-}
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _decoding_flag(info: FieldInfo) -> dict[str, Any]:
+    """argparse options for a `DecodingConfig` field: its choices, or the type of its values
+    (a tuple field takes one or more), and its description as help."""
+    annotation = info.annotation
+    options: dict[str, Any] = {"help": info.description}
+    if get_origin(annotation) is Literal:
+        options["choices"] = get_args(annotation)
+        return options
+    if get_origin(annotation) is tuple:
+        options["nargs"] = "+"
+        kind = get_args(annotation)[0]
+    else:  # a number, or a number or None
+        kind = next(t for t in (*get_args(annotation), annotation) if t is not NoneType)
+    return {**options, "type": kind, "metavar": _METAVARS[kind]}
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (defaults from the bundle's config)")
-    for name, options in DECODING_FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, **options)
+    for name, info in DecodingConfig.model_fields.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, **_decoding_flag(info))
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in DECODING_FLAGS}
+    return {name: getattr(args, name) for name in DecodingConfig.model_fields}
 
 
 def _add_runtime_flag(parser: argparse.ArgumentParser) -> None:
@@ -242,17 +279,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from serve.app import serve
-    from serve.settings import Settings
-
-    overrides = {"model": args.model, "host": args.host, "port": args.port}
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
-    print(f"Serving {settings.model} at http://{settings.host}:{settings.port}", flush=True)
-    serve(settings, workers=args.workers)
-    return 0
-
-
 def run_average(args: argparse.Namespace) -> int:
     from chatbot.training.average import average_checkpoints
 
@@ -290,14 +316,23 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatbot",
-        description="Train a seq2seq chatbot on your own conversations, chat with it, serve it.",
-    )
-    parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+# The server package adds its own `serve` command (`serve.cli.add_parser`). It is looked up
+# only when the parser is built, so the library does not depend on the server: without the
+# `serve` package installed, the command is simply absent.
+SERVER_COMMAND = "serve.cli"
 
+
+def _add_server_command(commands: Any) -> None:
+    try:
+        server = importlib.import_module(SERVER_COMMAND)
+    except ModuleNotFoundError as error:
+        if error.name not in ("serve", SERVER_COMMAND):
+            raise
+        return
+    server.add_parser(commands)
+
+
+def _add_prepare_command(commands: Any) -> None:
     prep = commands.add_parser(
         "prepare",
         help="turn a corpus into train/valid examples and a tokenizer",
@@ -318,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--history", type=int, metavar="K", help="context turns (default 2)")
     prep.add_argument("--vocab-size", type=int, metavar="N", help="tokenizer pieces (8000)")
     prep.add_argument(
-        "--model-type", choices=("unigram", "bpe", "char", "word"), help="tokenizer (unigram)"
+        "--model-type",
+        choices=get_args(TokenizerConfig.model_fields["model_type"].annotation),
+        help="tokenizer (unigram)",
     )
     prep.add_argument("--split-digits", action="store_true", help="every digit its own piece")
     prep.add_argument(
@@ -336,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--json", action="store_true", help="print stats.json instead")
     prep.set_defaults(handler=run_prepare)
 
+
+def _add_train_command(commands: Any) -> None:
     trn = commands.add_parser(
         "train",
         help="train a model on a prepared directory and write its bundle",
@@ -357,13 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--max-minutes", type=float, metavar="M", help="stop cleanly after M min")
     trn.add_argument(
         "--strategy",
-        choices=("default", "mirrored", "multi_worker"),
+        choices=get_args(DistributionStrategy),
         default="default",
         help="tf.distribute strategy; multi_worker reads TF_CONFIG",
     )
     trn.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_float16"),
+        choices=get_args(Precision),
         default="auto",
         help="auto: mixed_float16 on a GPU, float32 on a CPU",
     )
@@ -371,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--quiet", action="store_true", help="no progress output")
     trn.set_defaults(handler=run_train)
 
+
+def _add_average_command(commands: Any) -> None:
     avg = commands.add_parser(
         "average",
         help="a bundle with the mean weights of its run's last checkpoints",
@@ -388,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     avg.set_defaults(handler=run_average)
 
+
+def _add_chat_command(commands: Any) -> None:
     chat = commands.add_parser(
         "chat",
         help="talk to a trained model in the terminal",
@@ -399,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(chat)
     chat.set_defaults(handler=run_chat)
 
+
+def _add_evaluate_command(commands: Any) -> None:
     ev = commands.add_parser(
         "evaluate",
         help="perplexity, hits@1 and reply quality on held-out conversations",
@@ -431,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(ev)
     ev.set_defaults(handler=run_evaluate)
 
+
+def _add_bench_command(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="decoding and training speed at a config's dimensions",
@@ -444,24 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flag(bench)
     bench.set_defaults(handler=run_bench)
 
-    srv = commands.add_parser(
-        "serve",
-        help="serve a model over HTTP (FastAPI + uvicorn)",
-        description="Run the chat service; settings also come from CHATBOT_* environment "
-        "variables and a .env file (CHATBOT_MODEL, CHATBOT_PORT, CHATBOT_API_KEYS, ...).",
-    )
-    srv.add_argument("--model", metavar="DIR", help="a model bundle (CHATBOT_MODEL)")
-    srv.add_argument("--host", metavar="HOST", help="address to listen on (127.0.0.1)")
-    srv.add_argument("--port", type=int, metavar="PORT", help="port (8000)")
-    srv.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="server processes, each with its own copy of the model (1)",
-    )
-    srv.set_defaults(handler=run_serve)
 
+def _add_export_command(commands: Any) -> None:
     exp = commands.add_parser(
         "export",
         help="write a bundle as a TensorFlow SavedModel (strings in, strings out)",
@@ -475,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--force", action="store_true", help="replace --out if it exists")
     exp.set_defaults(handler=run_export)
 
+
+def _add_inspect_command(commands: Any) -> None:
     insp = commands.add_parser(
         "inspect",
         help="show the training batches a prepared directory makes",
@@ -486,6 +519,27 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--batch-size", type=int, default=64, metavar="N")
     insp.add_argument("--batches", type=int, metavar="N", help="stop after N batches (all)")
     insp.set_defaults(handler=run_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot",
+        description="Train a seq2seq chatbot on your own conversations, chat with it, serve it.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add_command in (
+        _add_prepare_command,
+        _add_train_command,
+        _add_average_command,
+        _add_chat_command,
+        _add_evaluate_command,
+        _add_bench_command,
+        _add_server_command,
+        _add_export_command,
+        _add_inspect_command,
+    ):
+        add_command(commands)
     return parser
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chatbot.errors import ConfigError
+from chatbot.yaml_errors import yaml_problem
 
 # Below this, dividing log-probabilities by the temperature overflows float32; it is greedy
 # decoding in all but name anyway.
@@ -21,7 +22,10 @@ MIN_TEMPERATURE = 0.01
 # Where small decoding batches run (chatbot.decoding.generator): TensorFlow, or TensorFlow Lite
 # for a single source, with the model's float32 weights or with them quantized to int8.
 Runtime = Literal["tf", "lite", "lite-int8"]
-RUNTIMES: tuple[Runtime, ...] = ("tf", "lite", "lite-int8")
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
+# How `chatbot train` runs: its tf.distribute strategy and its float precision.
+DistributionStrategy = Literal["default", "mirrored", "multi_worker"]
+Precision = Literal["auto", "float32", "mixed_float16"]
 
 
 class StrictModel(BaseModel):
@@ -126,6 +130,7 @@ def parse_config(model: type[ModelT], data: Any, *, where: str = "config") -> Mo
 
 CellType = Literal["rnn", "gru", "lstm", "lstm_peephole", "lstm_coupled"]
 AttentionType = Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
+Activation = Literal["tanh", "relu"]
 
 
 class EncoderConfig(StrictModel):
@@ -147,7 +152,7 @@ class ModelConfig(StrictModel):
     hidden_size: int = Field(default=256, ge=1)
     encoder: EncoderConfig = EncoderConfig()
     decoder: DecoderConfig = DecoderConfig()
-    rnn_activation: Literal["tanh", "relu"] = "tanh"
+    rnn_activation: Activation = "tanh"
     layer_norm: bool = False
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     attention: AttentionType = "luong_general"
@@ -225,43 +230,85 @@ class TrainingConfig(StrictModel):
 
 
 class DecodingConfig(StrictModel):
-    """How replies are generated; a bundle's defaults, overridable per request.
+    """How replies are generated; a bundle's defaults, overridable per request. Each field's
+    description is also its help in the CLI (`chatbot chat --help`) and the HTTP schema."""
 
-    - strategy: `greedy` (most likely token each step), `beam` (search over `beam_width`
-      hypotheses, ranked by log-probability / GNMT length penalty ((5 + length) / 6) ** alpha),
-      or `sample` (draw from the distribution after temperature, top-k and top-p filtering).
-    - n_best: how many candidates to return (at most beam_width for beam search; for sampling,
-      that many independent samples).
-    - min_length / max_length: reply tokens, end-of-sequence excluded; EOS is masked until
-      min_length.
-    - no_repeat_ngram: never repeat an n-gram within the reply (0 = off).
-    - block_context_ngram: never copy an n-gram of this size from the context (0 = off).
-    - repetition_penalty: > 1 discourages tokens already in the reply (Keskar et al. 2019).
-    - banned_phrases: texts the reply may never contain (matched on tokens).
-    - mmi_lambda: rerank the candidates by log p(reply|context) - lambda * log p(reply), the
-      anti-language-model form of maximum mutual information (Li et al. 2016); 0 = off.
-    - mmi_backward: add mmi_backward * log p(message|reply) per message token to the
-      candidates' scores, from the bundle's backward model (MMI-bidi, Li et al. 2016); 0 =
-      off. Rerank a beam's n-best (beam_width > 1) or several samples (n_best > 1).
-    - seed: makes sampling reproducible; None draws a fresh seed each time.
-    """
-
-    strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_width: int = Field(default=4, ge=1, le=64)
-    n_best: int = Field(default=1, ge=1, le=64)
-    length_penalty: float = Field(default=0.6, ge=0.0, le=5.0)
-    min_length: int = Field(default=1, ge=0, le=512)
-    max_length: int = Field(default=32, ge=1, le=512)
-    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=100.0)
-    top_k: int = Field(default=0, ge=0, le=1_000_000)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    no_repeat_ngram: int = Field(default=0, ge=0, le=16)
-    block_context_ngram: int = Field(default=0, ge=0, le=16)
-    repetition_penalty: float = Field(default=1.0, ge=1.0, le=10.0)
-    banned_phrases: tuple[str, ...] = ()
-    mmi_lambda: float = Field(default=0.0, ge=0.0, le=2.0)
-    mmi_backward: float = Field(default=0.0, ge=0.0, le=10.0)
-    seed: int | None = None
+    strategy: Literal["greedy", "beam", "sample"] = Field(
+        default="greedy",
+        description="how replies are chosen: greedy (the most likely token each step), beam "
+        "(search over beam_width hypotheses, ranked by log-probability / GNMT length penalty) "
+        "or sample (a draw after temperature, top-k and top-p filtering)",
+    )
+    beam_width: int = Field(default=4, ge=1, le=64, description="hypotheses kept by beam search")
+    n_best: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="candidates returned (beam: at most beam_width) or drawn (sample)",
+    )
+    length_penalty: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=5.0,
+        description="GNMT length penalty alpha (beam): scores are log-probabilities divided by "
+        "((5 + length) / 6) ** alpha",
+    )
+    min_length: int = Field(
+        default=1, ge=0, le=512, description="shortest reply in tokens (EOS is masked until then)"
+    )
+    max_length: int = Field(default=32, ge=1, le=512, description="longest reply in tokens")
+    temperature: float = Field(
+        default=1.0, ge=MIN_TEMPERATURE, le=100.0, description="sampling temperature"
+    )
+    top_k: int = Field(
+        default=0, ge=0, le=1_000_000, description="sample from the N likeliest tokens (0: all)"
+    )
+    top_p: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="sample from the smallest set of tokens of probability X",
+    )
+    no_repeat_ngram: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="never repeat an n-gram of N tokens within a reply (0: off)",
+    )
+    block_context_ngram: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="never copy an n-gram of N tokens from the context (0: off)",
+    )
+    repetition_penalty: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=10.0,
+        description="> 1 discourages tokens already in the reply (Keskar et al. 2019)",
+    )
+    banned_phrases: tuple[str, ...] = Field(
+        default=(), description="phrases a reply may never contain (matched on tokens)"
+    )
+    mmi_lambda: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description="MMI reranking weight: log p(reply | context) - lambda * log p(reply), an "
+        "anti-language model (Li et al. 2016); 0: off",
+    )
+    mmi_backward: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="MMI-bidi weight: adds it times log p(message | reply) per message token, "
+        "from the bundle's backward model, to each candidate's length-normalized score (Li et "
+        "al. 2016); needs several candidates and a backward/ folder; 0: off",
+    )
+    seed: int | None = Field(
+        default=None,
+        description="makes sampling reproducible; without it each reply draws a fresh seed",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DecodingConfig:
@@ -324,9 +371,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(error, "problem", None) or error
+        line, problem = yaml_problem(error)
+        where = f"{path}:{line}" if line is not None else str(path)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if tree is None:
         return {}

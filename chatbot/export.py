@@ -58,7 +58,8 @@ from chatbot.atomic import atomic_directory
 from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
 from chatbot.config import NormalizerConfig
-from chatbot.decoding.search import NEG_INF, decode
+from chatbot.decoding.kernels import NEG_INF, is_possible
+from chatbot.decoding.search import decode
 from chatbot.errors import ConfigError, DataError
 from chatbot.normalize import QUOTES
 from chatbot.tokenizer import EOS_ID, MARK, PAD_ID, SEP_ID
@@ -171,78 +172,81 @@ class ExportedChatbot(tf.Module):
         super().__init__(name="chatbot")
         self.model = bot.bundle.model
         self.tokenizer = tf_text.SentencepieceTokenizer(model=bot.tokenizer.model_proto)
-        data = bot.config.data
-        settings = bot.settings()
-        if settings.mmi_backward:
+        self._bot = bot
+        self._settings = bot.settings()
+        if self._settings.mmi_backward:
             raise ConfigError(
                 "export: the bundle's decoding defaults set mmi_backward, but the SavedModel "
                 "holds the forward model only; set decoding.mmi_backward to 0 in its "
                 "config.yaml to export it (requests to `chatbot serve` can still use it)"
             )
-        normalizer = data.normalizer
-
-        def normalize(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"normalized": normalize_graph(text, normalizer)}
-
-        def context(message: tf.Tensor, history: tf.Tensor) -> tf.Tensor:
-            turns = tf.concat([history, message[:, None]], axis=1)
-            cleaned = normalize_graph(tf.reshape(turns, [-1]), normalizer)
-            cleaned = tf.reshape(cleaned, tf.shape(turns))
-            tf.debugging.assert_equal(
-                tf.reduce_all(cleaned[:, -1] != ""),
-                True,
-                message="the message is empty (after normalization)",
-            )
-            kept = tf.ragged.boolean_mask(cleaned, cleaned != "")[:, -data.history :]
-            pieces = self.tokenizer.tokenize(kept.values)  # [turns, (ids)]
-            pieces = tf.concat([pieces, tf.fill([pieces.nrows(), 1], SEP_ID)], axis=1)
-            joined = tf.RaggedTensor.from_row_splits(pieces, kept.row_splits).merge_dims(1, 2)
-            ends = tf.fill([joined.nrows(), 1], EOS_ID)
-            joined = tf.concat([joined[:, :-1], ends], axis=1)  # the last SEP becomes EOS
-            return joined[:, -data.max_source_len :]
-
-        def context_ids(message: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
-            ids = context(message, history)
-            length = tf.cast(ids.row_lengths(), tf.int32)
-            return {"source_ids": ids.to_tensor(PAD_ID), "source_length": length}
-
-        def reply(message: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
-            source_ids = context(message, history).to_tensor(PAD_ID)
-            spec, knobs, _ = bot.plan(settings)
-            if settings.seed is None:
-                knobs = knobs._replace(seed=tf.random.uniform([2], 0, 2**31 - 1, tf.int32))
-            decoded = decode(self.model, source_ids, spec, knobs, bot.generator.canonical)
-            scores = decoded.scores
-            if settings.mmi_lambda:  # as Chatbot._rerank: minus lambda * log p(reply)
-                batch, width = tf.shape(scores)[0], tf.shape(scores)[1]
-                flat = tf.reshape(decoded.tokens, [batch * width, -1])
-                empty = tf.fill([batch * width, 1], EOS_ID)
-                prior = tf.reshape(bot.generator.log_prob_graph(empty, flat), [batch, width])
-                scores = decoded.log_probs - settings.mmi_lambda * prior
-            # The best hypothesis that is not a dead end; top_k keeps the lower index on ties,
-            # like the facade's stable sort.
-            ranking = tf.where(decoded.log_probs > -1e8, scores, 2 * NEG_INF)
-            best = tf.math.top_k(ranking, k=1).indices[:, 0]
-
-            def pick(values: tf.Tensor) -> tf.Tensor:
-                return tf.gather(values, best, axis=1, batch_dims=1)
-
-            length = pick(decoded.lengths)
-            ids = tf.RaggedTensor.from_tensor(pick(decoded.tokens), lengths=length)
-            return {
-                "reply": squeeze_spaces(unmark_spaces_graph(self.tokenizer.detokenize(ids))),
-                "score": pick(scores),
-                "log_prob": pick(decoded.log_probs),
-                "reply_ids": ids.to_tensor(PAD_ID),
-                "reply_length": length,
-            }
-
         # The graph has no Python control flow on tensors (the loop is an explicit
-        # tf.while_loop), so AutoGraph is not needed; skipping it makes export about 3x faster.
-        self.normalize = tf.function(normalize, input_signature=[_STRINGS], autograph=False)
+        # tf.while_loop), so AutoGraph is not needed, and skipping it makes export faster.
+        self.normalize = tf.function(self._normalize, input_signature=[_STRINGS], autograph=False)
         signature = [_MESSAGE, _HISTORY]
-        self.context_ids = tf.function(context_ids, input_signature=signature, autograph=False)
-        self.reply = tf.function(reply, input_signature=signature, autograph=False)
+        self.context_ids = tf.function(
+            self._context_ids, input_signature=signature, autograph=False
+        )
+        self.reply = tf.function(self._reply, input_signature=signature, autograph=False)
+
+    def _normalize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"normalized": normalize_graph(text, self._bot.config.data.normalizer)}
+
+    def _context(self, message: tf.Tensor, history: tf.Tensor) -> tf.RaggedTensor:
+        """The source ids of each conversation, built as `Chatbot.context_ids` builds them."""
+        data = self._bot.config.data
+        turns = tf.concat([history, message[:, None]], axis=1)
+        cleaned = normalize_graph(tf.reshape(turns, [-1]), data.normalizer)
+        cleaned = tf.reshape(cleaned, tf.shape(turns))
+        tf.debugging.assert_equal(
+            tf.reduce_all(cleaned[:, -1] != ""),
+            True,
+            message="the message is empty (after normalization)",
+        )
+        kept = tf.ragged.boolean_mask(cleaned, cleaned != "")[:, -data.history :]
+        pieces = self.tokenizer.tokenize(kept.values)  # [turns, (ids)]
+        pieces = tf.concat([pieces, tf.fill([pieces.nrows(), 1], SEP_ID)], axis=1)
+        joined = tf.RaggedTensor.from_row_splits(pieces, kept.row_splits).merge_dims(1, 2)
+        ends = tf.fill([joined.nrows(), 1], EOS_ID)
+        joined = tf.concat([joined[:, :-1], ends], axis=1)  # the last SEP becomes EOS
+        return joined[:, -data.max_source_len :]
+
+    def _context_ids(self, message: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = self._context(message, history)
+        length = tf.cast(ids.row_lengths(), tf.int32)
+        return {"source_ids": ids.to_tensor(PAD_ID), "source_length": length}
+
+    def _reply(self, message: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        bot, settings = self._bot, self._settings
+        source_ids = self._context(message, history).to_tensor(PAD_ID)
+        spec, knobs, _ = bot.plan(settings)
+        if settings.seed is None:
+            knobs = knobs._replace(seed=tf.random.uniform([2], 0, 2**31 - 1, tf.int32))
+        decoded = decode(self.model, source_ids, spec, knobs, bot.generator.canonical)
+        scores = decoded.scores
+        if settings.mmi_lambda:  # as Chatbot._rerank: minus lambda * log p(reply)
+            batch, width = tf.shape(scores)[0], tf.shape(scores)[1]
+            flat = tf.reshape(decoded.tokens, [batch * width, -1])
+            empty = tf.fill([batch * width, 1], EOS_ID)
+            prior = tf.reshape(bot.generator.log_prob_graph(empty, flat), [batch, width])
+            scores = decoded.log_probs - settings.mmi_lambda * prior
+        # The best hypothesis that is not a dead end; top_k keeps the lower index on ties,
+        # like the facade's stable sort.
+        ranking = tf.where(is_possible(decoded.log_probs), scores, 2 * NEG_INF)
+        best = tf.math.top_k(ranking, k=1).indices[:, 0]
+
+        def pick(values: tf.Tensor) -> tf.Tensor:
+            return tf.gather(values, best, axis=1, batch_dims=1)
+
+        length = pick(decoded.lengths)
+        ids = tf.RaggedTensor.from_tensor(pick(decoded.tokens), lengths=length)
+        return {
+            "reply": squeeze_spaces(self.tokenizer.detokenize(ids)),
+            "score": pick(scores),
+            "log_prob": pick(decoded.log_probs),
+            "reply_ids": ids.to_tensor(PAD_ID),
+            "reply_length": length,
+        }
 
     def signatures(self) -> dict[str, Any]:
         return {

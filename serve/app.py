@@ -36,13 +36,14 @@ log = logging.getLogger(__name__)
 WARM_UP_MESSAGE = "hello"
 
 # uvicorn options for a server that may face clients directly. Its default parser (httptools,
-# installed with uvicorn[standard]) buffers a header of any size: one connection sending a 200 MB
-# header line held 200 MB. h11 refuses a request line and headers over 16 KiB with 400. Slow
-# clients cost a connection each and block nobody (everything waits on the event loop, and no
-# thread is held before the body is in), so there is no `limit_concurrency`: a cap on
-# connections would let a few idle sockets turn everyone else away with 503, and the batcher's
-# queue (429) already bounds the work. uvicorn has no timeout for slow headers or bodies: put a
-# proxy with one (nginx `client_header_timeout`) in front when clients are untrusted.
+# installed with uvicorn[standard]) buffers a header of any size, so one connection sending an
+# endless header line holds that much memory; h11 refuses a request line and headers over
+# 16 KiB with 400. Slow clients cost a connection each and block nobody (everything waits on
+# the event loop, and no thread is held before the body is in), so there is no
+# `limit_concurrency`: a cap on connections would let a few idle sockets turn everyone else
+# away with 503, and the batcher's queue (429) already bounds the work. uvicorn has no
+# timeout for slow headers or bodies: put a proxy with one (nginx `client_header_timeout`) in
+# front when clients are untrusted.
 CONNECTION_LIMITS: dict[str, Any] = {
     "http": "h11",
     "h11_max_incomplete_event_size": 16 * 1024,
@@ -57,7 +58,8 @@ async def _warm_up(app: FastAPI) -> None:
     is logged and leaves the server alive but not ready."""
     settings: Settings = app.state.settings
     try:
-        await app.state.batcher.submit(WARM_UP_MESSAGE, [], {})
+        bot = app.state.bot
+        await app.state.batcher.submit(WARM_UP_MESSAGE, [], bot.settings())
         if settings.warm_up == "all_shapes":
             compile_all = partial(app.state.bot.compile_for_serving, settings.max_batch_size)
             shapes = await anyio.to_thread.run_sync(compile_all)

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 
 from chatbot.bot import Chatbot, Reply
+from chatbot.config import DecodingConfig
 from chatbot.errors import ChatbotError
 from serve.metrics import Metrics
 
@@ -39,17 +40,16 @@ class OverloadedError(Exception):
 class _Job:
     message: str
     history: list[str]
-    decoding: dict[str, Any]
+    settings: DecodingConfig
     key: Any
     future: asyncio.Future[Reply]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-def batch_key(bot: Chatbot, decoding: dict[str, Any]) -> Any:
+def batch_key(settings: DecodingConfig) -> Any:
     """Requests share a batch only when their merged settings are equal. A seeded sample gets
     a batch of its own: the seed drives the whole batch, and its reply must not depend on
     which other requests happened to arrive with it."""
-    settings = bot.settings(**decoding)
     if settings.strategy == "sample" and settings.seed is not None:
         return object()
     return repr(sorted(settings.model_dump().items()))
@@ -94,13 +94,13 @@ class MicroBatcher:
             job.future.cancel()
         self._queue.clear()
 
-    async def submit(self, message: str, history: Sequence[str], decoding: dict[str, Any]) -> Reply:
-        """The reply to one request, decoded in whatever batch it joins. Bad settings raise
-        `ConfigError` before queueing; a full queue raises `OverloadedError` at once."""
-        key = batch_key(self.bot, decoding)
+    async def submit(self, message: str, history: Sequence[str], settings: DecodingConfig) -> Reply:
+        """The reply to one request with its merged decoding `settings` (`Chatbot.settings`),
+        decoded in whatever batch it joins; a full queue raises `OverloadedError` at once."""
+        key = batch_key(settings)
         self.check_room()
         job = _Job(
-            message, list(history), decoding, key, asyncio.get_running_loop().create_future()
+            message, list(history), settings, key, asyncio.get_running_loop().create_future()
         )
         self._queue.append(job)
         self._observe_depth()
@@ -169,7 +169,7 @@ class MicroBatcher:
         """Replies for a batch, in a worker thread. One bad request (say, a message that is
         empty once normalized) must not fail the others, so a failed batch is retried one
         request at a time."""
-        decode = partial(self.bot.reply_batch, **batch[0].decoding)
+        decode = partial(self.bot.reply_batch, settings=batch[0].settings)
         try:
             return list(decode([job.message for job in batch], [job.history for job in batch]))
         except Exception as error:

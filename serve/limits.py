@@ -81,8 +81,8 @@ class ShedWhenFull:
     validated; its body is read and dropped, so the connection stays usable.
 
     Under overload most requests are refused, and refusing them only once FastAPI had parsed and
-    validated them spent CPU that the model needed for the accepted ones (`bench/overload.py`,
-    README "Overload"). The batcher checks again when a request joins the queue."""
+    validated them spent CPU that the model needed for the accepted ones (`bench/overload.py`).
+    The batcher checks again when a request joins the queue."""
 
     def __init__(self, app: ASGIApp, paths: set[str]) -> None:
         self.app = app

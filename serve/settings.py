@@ -18,14 +18,14 @@ class Settings(BaseSettings):
     (`CHATBOT_API_KEYS=key1,key2`); an empty `api_keys` turns authentication off. Requests are
     decoded in micro-batches of up to `max_batch_size`, gathered for `batch_window_ms`; beyond
     `max_queue` waiting requests the server answers 429. The defaults favour latency: a request
-    waits at most for the batch being decoded and then decodes in a batch of four, so under
-    twice the sustainable load the replies that are accepted stay within 2.5 times a lone
-    request's p99 latency (README, "Overload"); on this CPU a batch of four already gives most of
-    the throughput a batch of 32 does. Raise both for throughput at the cost of latency.
+    waits at most for the batch being decoded and then decodes in a small batch, so under
+    overload the replies that are accepted stay close to a lone request's latency, and a small
+    batch already gives most of a large one's throughput on a CPU (`bench/overload.py`,
+    `bench/serve_load.py`). Raise both for throughput at the cost of latency.
     Sessions idle for `session_ttl_s` are forgotten, and each keeps its newest
     `session_max_turns` turns. With `runtime="lite"` a request decoded on its own (any load
-    short of a queue) runs as a TensorFlow Lite program, about twice as fast as XLA for the
-    default model's sampled replies; batches of several requests run in TensorFlow either way.
+    short of a queue) runs as a TensorFlow Lite program, faster than XLA for one reply
+    (`bench/decoding_speed.py`); batches of several requests run in TensorFlow either way.
 
     A request body over `max_body_bytes` is refused with 413 before it is parsed (one with a
     larger `Content-Length` before any of it is read), so the message and history limits are not

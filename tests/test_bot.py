@@ -4,7 +4,7 @@ import pytest
 from chatbot.bot import Chatbot
 from chatbot.bundle import Bundle
 from chatbot.corpora import Dialogue, Turn
-from chatbot.decoding.search import Decoded
+from chatbot.decoding.search import Decoded, FinishReason
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.examples import dialogue_examples
 from chatbot.pipeline import encode_examples
@@ -126,7 +126,8 @@ def _decoded(bot: Chatbot, texts: list[str], log_probs: list[float]) -> Decoded:
     tokens = pad_ids(ids)[None]
     scores = np.array([log_probs], np.float32)
     lengths = np.array([[len(row) - 1 for row in ids]], np.int32)
-    return Decoded(tokens, scores, scores, lengths, None)
+    finished = np.full(lengths.shape, int(FinishReason.EOS), np.int32)
+    return Decoded(tokens, scores, scores, lengths, finished, None)
 
 
 def test_mmi_bidi_prefers_the_reply_from_which_the_message_follows(bidi_bot):
@@ -165,3 +166,23 @@ def test_mmi_bidi_needs_a_backward_model_trained_backward(bot, tiny_bundle):
         bot.reply("Hello", mmi_backward=1.0)
     with pytest.raises(BundleError, match="trained on 'forward' ones"):
         Chatbot(Bundle.load(tiny_bundle), backward=bot)
+
+
+def test_a_reply_knows_why_it_ended_and_where_each_tokens_text_ends(bot):
+    forced = bot.reply("Hello there", strategy="greedy", min_length=4, max_length=4)
+    assert forced.reply_tokens == 4 and forced.finish_reason == FinishReason.LENGTH
+    assert len(forced.offsets) == 4 and forced.offsets[-1] == len(forced.text)
+    assert list(forced.offsets) == sorted(forced.offsets)
+    free = bot.reply("Hello there", strategy="beam", max_length=30, n_best=2)
+    for candidate in free.candidates:
+        ended_by_length = candidate.tokens >= 30
+        assert candidate.finish_reason == (
+            FinishReason.LENGTH if ended_by_length else FinishReason.EOS
+        )
+
+
+def test_merged_settings_can_be_given_instead_of_overrides(bot):
+    settings = bot.settings(strategy="beam", beam_width=2, n_best=2)
+    given = bot.reply_batch(["Hello there"], settings=settings)[0]
+    merged = bot.reply("Hello there", strategy="beam", beam_width=2, n_best=2)
+    assert given.candidates == merged.candidates

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from chatbot import __version__
-from chatbot.cli import main
+from chatbot.cli import build_parser, main
+from chatbot.config import DecodingConfig
 
 from .test_prepare import write_jsonl_corpus
 
@@ -128,3 +129,16 @@ def test_bench_prints_the_documented_keys(capsys):
         "train_tokens_per_s",
     ):
         assert results[key] > 0
+
+
+def test_chat_has_a_flag_for_every_decoding_setting():
+    flags = ["--banned-phrases", "hi", "there", "--strategy", "beam", "--seed", "3"]
+    args = build_parser().parse_args(["chat", "--model", "m", "--top-p", "0.5", *flags])
+    assert {name for name in DecodingConfig.model_fields} <= set(vars(args))
+    assert (args.top_p, args.banned_phrases, args.strategy, args.seed) == (
+        0.5,
+        ["hi", "there"],
+        "beam",
+        3,
+    )
+    assert args.top_k is None  # unset flags keep the bundle's defaults

@@ -23,6 +23,7 @@ import yaml
 
 from chatbot.corpora._io import add_dialogue, expand, read_bytes
 from chatbot.corpora.records import ImportResult, Skip
+from chatbot.yaml_errors import yaml_problem
 
 SUFFIXES = (".yml", ".yaml")
 MAX_DEPTH = 20  # levels of nesting; a chatterbot file needs 4
@@ -87,10 +88,9 @@ def parse(data: bytes, file: str) -> ImportResult:
         detail = f"not valid YAML: unacceptable character {chr(err.character)!r} ({err.reason})"
         return ImportResult(skipped=[Skip(file, line, "malformed", detail)])
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        detail = f"not valid YAML: {getattr(err, 'problem', None) or err}"
-        return ImportResult(skipped=[Skip(file, line, "malformed", detail)])
+        line, problem = yaml_problem(err)
+        detail = f"not valid YAML: {problem}"
+        return ImportResult(skipped=[Skip(file, line or 0, "malformed", detail)])
     found = _conversations(root, file)
     if isinstance(found, Skip):
         return ImportResult(skipped=[found])

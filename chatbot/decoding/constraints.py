@@ -56,9 +56,8 @@ def ngram_bans(
     memory = tf.where(memory >= 0, tf.gather(to_canonical, tf.maximum(memory, 0)), -1)
     tail = tf.gather(to_canonical, tf.maximum(tail, 0))
     banned = _completions(memory, tail, ready, n)  # canonical ids [R, M], -1 for none
-    # every id whose canonical id is banned, from a short list per canonical id (gathering the
-    # columns of whole vocabulary rows by `canonical` takes TensorFlow Lite 73 us at 5 x 7,800,
-    # `bench/lite_ops.py`)
+    # every id whose canonical id is banned, from a short list per canonical id: gathering the
+    # columns of whole vocabulary rows by `canonical` is slow in Lite (`bench/lite_ops.py`)
     ids = tf.gather(tf.constant(_same_reading(canonical)), tf.maximum(banned, 0))  # [R, M, G]
     ids = tf.where(banned[:, :, None] >= 0, ids, -1)
     return token_counts(rows, tf.reshape(ids, [rows, -1]), vocab_size)

@@ -29,15 +29,14 @@ def make_knobs(**values: Any) -> Knobs:
 
 
 # XLA fuses a decoder step's many small ops, which dominates when few rows are decoded; with
-# many rows, graph mode's multi-threaded matmuls can win (at the reference dimensions, 500 units,
-# from 8 rows on; at the default model's, not even at 64). "auto" uses XLA up to `xla_max_rows`
-# hypotheses. XLA compiles once per input shape (seconds each), so rows are padded up to a power
-# of two and source lengths up to a multiple of XLA_LENGTH_STEP: a server's micro-batches, which
-# come in every size, then share a handful of programs. The "lite" runtime runs a single
-# source (with any number of hypotheses, unpadded) as a TensorFlow Lite program
-# (`chatbot.decoding.lite`), converted once per search spec: at the default model's size a
-# sampled reply takes half the time it takes with XLA, while from four sources on XLA was as
-# fast or faster (README, "Speed"), so batches keep the TensorFlow path.
+# many rows, graph mode's multi-threaded matmuls can win (`bench/decoding_speed.py` measures
+# where). "auto" uses XLA up to `xla_max_rows` hypotheses. XLA compiles once per input shape
+# (seconds each), so rows are padded up to a power of two and source lengths up to a multiple
+# of XLA_LENGTH_STEP: a server's micro-batches, which come in every size, then share a handful
+# of programs. The "lite" runtime runs a single source (with any number of hypotheses,
+# unpadded) as a TensorFlow Lite program (`chatbot.decoding.lite`), converted once per search
+# spec: for one source it is the fastest runtime, while for several XLA is as fast or faster
+# (`bench/decoding_speed.py`), so batches keep the TensorFlow path.
 XLA_MAX_ROWS = 8
 XLA_LENGTH_STEP = 16
 # A Lite program holds its own copy of the weights, and every search spec (strategy, width,

@@ -2,11 +2,11 @@
 
 At small batches a decoder step is bound by matrix-vector products, which TensorFlow's kernels
 run slowly; TensorFlow Lite's (XNNPACK) run the very same loop, `chatbot.decoding.search.decode`,
-about twice as fast (README, "Speed"). The program holds the model's weights as constants and
+faster (`bench/decoding_speed.py`). The program holds the model's weights as constants and
 takes the source ids and the `Knobs` as inputs, so one program serves every setting of the
 numbers for its search spec and batch size; the source length is left open, and the
-interpreter resizes its tensors when a source of another length comes (a tenth of a
-millisecond, and no slower to run than a program made for that length). It is made of Lite
+interpreter resizes its tensors when a source of another length comes (cheap, and no slower to
+run than a program made for that length). It is made of Lite
 builtin ops only (sampling draws its noise from `chatbot.decoding.noise` for this reason), so
 the interpreter inside TensorFlow runs it without TensorFlow's own kernels. Attention weights
 are not returned.
@@ -37,12 +37,13 @@ def convert(
     quantize: bool = False,
 ) -> bytes:
     """The flatbuffer of `decode` for `rows` sources of any length. Outputs: int32
-    [rows, N, 1 + L] (reply length, then the tokens) and float32 [rows, N, 2] (log-probability,
-    score); packed by dtype because the converter renames outputs and merges equal ones.
+    [rows, N, 2 + L] (reply length, finish reason, then the tokens) and float32 [rows, N, 2]
+    (log-probability, score); packed by dtype because the converter renames outputs and merges
+    equal ones.
 
     `quantize` stores the weight matrices as int8 (dynamic-range quantization: activations
     stay float32), a quarter of the memory a step streams; replies then differ a little from
-    the float32 model's (README, "Speed")."""
+    the float32 model's (`bench/runtime_agreement.py`)."""
     if spec.return_attention:
         raise ValueError("a TensorFlow Lite decoding program does not return attention weights")
 
@@ -50,7 +51,10 @@ def convert(
     def run(source: tf.Tensor, *knobs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         decoded = decode(model, source, spec, Knobs(*knobs), canonical)
         return (
-            tf.concat([decoded.lengths[..., None], decoded.tokens], axis=-1),
+            tf.concat(
+                [decoded.lengths[..., None], decoded.finish_reasons[..., None], decoded.tokens],
+                axis=-1,
+            ),
             tf.stack([decoded.log_probs, decoded.scores], axis=-1),
         )
 
@@ -95,9 +99,10 @@ class LiteLoop:
             ints = interpreter.get_tensor(self._ints)
             floats = interpreter.get_tensor(self._floats)
         return Decoded(
-            tokens=ints[..., 1:],
+            tokens=ints[..., 2:],
             log_probs=floats[..., 0],
             scores=floats[..., 1],
             lengths=ints[..., 0],
+            finish_reasons=ints[..., 1],
             attention=None,
         )

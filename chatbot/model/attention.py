@@ -24,14 +24,15 @@ source by :meth:`Attention.precompute` and handed to every step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import keras
 from keras import ops
 
+from chatbot.config import AttentionType
 from chatbot.errors import ConfigError
 
-ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
+ATTENTION_TYPES: tuple[AttentionType, ...] = get_args(AttentionType)
 
 _SCORES = ATTENTION_TYPES[1:]
 

@@ -9,7 +9,7 @@ than Keras' generic loop projecting one step at a time (`bench/train_speed.py` m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import keras
 import tensorflow as tf
@@ -19,10 +19,11 @@ from keras import ops, tree
 # ProjectedRNN handles masks, go_backwards and outputs exactly as RNN does.
 from keras.src.backend import rnn as keras_rnn_loop
 
+from chatbot.config import Activation, CellType
 from chatbot.errors import ConfigError
 
-CELL_TYPES = ("rnn", "gru", "lstm", "lstm_peephole", "lstm_coupled")
-ACTIVATIONS = ("tanh", "relu")
+CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
 
 _STOCK_LAYERS = {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 _LSTM_VARIANTS = {

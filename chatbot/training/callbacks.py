@@ -3,6 +3,7 @@ TensorBoard scalars. The trainer owns everything that spans epochs."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -11,6 +12,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+log = logging.getLogger(__name__)
 
 
 class StepCounter(keras.callbacks.Callback):
@@ -59,7 +62,7 @@ class Progress(keras.callbacks.Callback):
         return self.tokens / self.seconds if self.seconds else 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        print(f"Epoch {self.epoch + 1}/{self.epochs}", file=sys.stderr)
+        log.info("Epoch %d/%d", self.epoch + 1, self.epochs)
         self._bar = keras.utils.Progbar(
             self.steps, verbose=1 if sys.stderr.isatty() else 2, unit_name="batch"
         )

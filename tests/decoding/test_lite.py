@@ -58,6 +58,7 @@ def test_lite_programs_decode_what_tensorflow_decodes(model, spec, changes):
         decoded = lite.generate(source, spec, knobs(**changes))
         np.testing.assert_array_equal(decoded.tokens, expected.tokens)
         np.testing.assert_array_equal(decoded.lengths, expected.lengths)
+        np.testing.assert_array_equal(decoded.finish_reasons, expected.finish_reasons)
         np.testing.assert_allclose(decoded.log_probs, expected.log_probs, atol=1e-4)
         np.testing.assert_allclose(decoded.scores, expected.scores, atol=1e-4)
         assert decoded.attention is None

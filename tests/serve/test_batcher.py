@@ -67,7 +67,7 @@ def test_concurrent_requests_share_one_batch_and_match_the_facade(bot: Chatbot) 
     recording = RecordingBot(bot)
 
     async def scenario(batcher: MicroBatcher) -> list[Reply]:
-        jobs = [batcher.submit(m, [], {"strategy": "greedy"}) for m in MESSAGES]
+        jobs = [batcher.submit(m, [], bot.settings(strategy="greedy")) for m in MESSAGES]
         return await asyncio.gather(*jobs)
 
     replies = run_with(recording, scenario)
@@ -83,7 +83,10 @@ def test_requests_with_different_settings_go_in_separate_batches(bot: Chatbot) -
     settings = [{"strategy": "greedy"}, {"strategy": "beam", "beam_width": 2}, {}, {}]
 
     async def scenario(batcher: MicroBatcher) -> list[Reply]:
-        jobs = [batcher.submit(m, [], s) for m, s in zip(MESSAGES, settings, strict=True)]
+        jobs = [
+            batcher.submit(m, [], bot.settings(**s))
+            for m, s in zip(MESSAGES, settings, strict=True)
+        ]
         return await asyncio.gather(*jobs)
 
     run_with(recording, scenario)
@@ -97,7 +100,7 @@ def test_a_batch_is_capped_at_max_batch_size(bot: Chatbot) -> None:
     recording = RecordingBot(bot)
 
     async def scenario(batcher: MicroBatcher) -> None:
-        await asyncio.gather(*(batcher.submit(m, [], {}) for m in MESSAGES * 2))
+        await asyncio.gather(*(batcher.submit(m, [], bot.settings()) for m in MESSAGES * 2))
 
     run_with(recording, scenario, max_batch_size=3)
     assert [len(batch) for batch in recording.batches] == [3, 3, 2]
@@ -105,8 +108,8 @@ def test_a_batch_is_capped_at_max_batch_size(bot: Chatbot) -> None:
 
 def test_seeded_samples_are_decoded_alone(bot: Chatbot) -> None:
     seeded = {"strategy": "sample", "seed": 7}
-    assert batch_key(bot, seeded) != batch_key(bot, seeded)
-    assert batch_key(bot, {"strategy": "greedy"}) == batch_key(bot, {"strategy": "greedy"})
+    assert batch_key(bot.settings(**seeded)) != batch_key(bot.settings(**seeded))
+    assert batch_key(bot.settings(strategy="greedy")) == batch_key(bot.settings(strategy="greedy"))
 
 
 def test_a_full_queue_refuses_at_once_with_a_retry_after(bot: Chatbot) -> None:
@@ -114,12 +117,14 @@ def test_a_full_queue_refuses_at_once_with_a_retry_after(bot: Chatbot) -> None:
     recording = RecordingBot(bot, gate)
 
     async def scenario(batcher: MicroBatcher) -> tuple[OverloadedError, bool, list[Reply]]:
-        first = asyncio.ensure_future(batcher.submit("first", [], {}))
+        first = asyncio.ensure_future(batcher.submit("first", [], bot.settings()))
         await asyncio.sleep(0.2)  # "first" is being decoded, held by the gate
-        queued = [asyncio.ensure_future(batcher.submit(m, [], {})) for m in MESSAGES[:2]]
+        queued = [
+            asyncio.ensure_future(batcher.submit(m, [], bot.settings())) for m in MESSAGES[:2]
+        ]
         await asyncio.sleep(0)
         with pytest.raises(OverloadedError) as refused:
-            await batcher.submit("one too many", [], {})
+            await batcher.submit("one too many", [], bot.settings())
         held = not first.done()  # refused while the queue was still full: at once
         gate.set()
         return refused.value, held, await asyncio.gather(first, *queued)
@@ -134,10 +139,10 @@ def test_an_abandoned_request_is_never_decoded(bot: Chatbot) -> None:
     recording = RecordingBot(bot, gate)
 
     async def scenario(batcher: MicroBatcher) -> int:
-        first = asyncio.ensure_future(batcher.submit("first", [], {}))
+        first = asyncio.ensure_future(batcher.submit("first", [], bot.settings()))
         await asyncio.sleep(0.2)
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(batcher.submit("given up", [], {}), 0.05)
+            await asyncio.wait_for(batcher.submit("given up", [], bot.settings()), 0.05)
         depth = batcher.depth
         gate.set()
         await first
@@ -150,7 +155,7 @@ def test_an_abandoned_request_is_never_decoded(bot: Chatbot) -> None:
 
 def test_one_bad_message_fails_alone(bot: Chatbot) -> None:
     async def scenario(batcher: MicroBatcher) -> list[Any]:
-        jobs = [batcher.submit(m, [], {}) for m in ["Hello", "\u200b", "How are you?"]]
+        jobs = [batcher.submit(m, [], bot.settings()) for m in ["Hello", "\u200b", "How are you?"]]
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     good, bad, also_good = run_with(bot, scenario)
@@ -165,8 +170,12 @@ def test_the_dispatcher_survives_a_crashing_model(bot: Chatbot) -> None:
             raise RuntimeError("decoder exploded")
 
     async def scenario(batcher: MicroBatcher) -> list[Any]:
-        first = await asyncio.gather(batcher.submit("Hi", [], {}), return_exceptions=True)
-        second = await asyncio.gather(batcher.submit("Hi", [], {}), return_exceptions=True)
+        first = await asyncio.gather(
+            batcher.submit("Hi", [], bot.settings()), return_exceptions=True
+        )
+        second = await asyncio.gather(
+            batcher.submit("Hi", [], bot.settings()), return_exceptions=True
+        )
         return [*first, *second]
 
     outcomes = run_with(Broken(bot), scenario)

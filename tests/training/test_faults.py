@@ -3,6 +3,7 @@ dirs, a full disk. A run always resumes to the same end, a half-written checkpoi
 never visible under its final name, and every failure is one clear line, not a traceback."""
 
 import errno
+import logging
 import os
 import random
 import shutil
@@ -175,6 +176,19 @@ def run(finished_run, tmp_path) -> Path:
     return tmp_path / "model"
 
 
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """The training log as `chatbot train` shows it: one line a record, warnings marked."""
+    return "\n".join(
+        ("warning: " if record.levelno >= logging.WARNING else "") + record.getMessage()
+        for record in caplog.records
+    )
+
+
+@pytest.fixture(autouse=True)
+def _log_progress(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chatbot.training")
+
+
 def quiet(**options) -> TrainOptions:
     return TrainOptions(verbose=False, **options)
 
@@ -222,10 +236,10 @@ DATA = ".data-00000-of-00001"
     [(DATA, truncate), (DATA, flip_bytes), (".index", truncate), (".index", Path.unlink)],
     ids=["data-truncated", "data-bit-flipped", "index-truncated", "index-missing"],
 )
-def test_resume_skips_a_damaged_newest_checkpoint(prepared, run, capsys, file, damage):
+def test_resume_skips_a_damaged_newest_checkpoint(prepared, run, caplog, file, damage):
     damage(checkpoints(run) / f"ckpt-4{file}")
     report = resume(prepared, run)
-    err = capsys.readouterr().err
+    err = logged(caplog)
     assert f"warning: checkpoint {checkpoints(run) / 'ckpt-4'} unusable (" in err
     assert f"resumed from {checkpoints(run) / 'ckpt-2'}: epoch 1, batch 6" in err
     assert report.epochs_done == 1
@@ -234,7 +248,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(prepared, run, capsys, file, d
 
 @pytest.mark.parametrize("state", ["missing", "garbage", "stale"])
 def test_resume_finds_the_checkpoints_on_disk_when_the_state_file_fails(
-    prepared, run, capsys, state
+    prepared, run, caplog, state
 ):
     """The `checkpoint` file lists the checkpoints; lost, damaged, or written before the newest
     one was recorded (a kill in between), the checkpoints on disk are used."""
@@ -248,13 +262,11 @@ def test_resume_finds_the_checkpoints_on_disk_when_the_state_file_fails(
             'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n'
         )
     resume(prepared, run)
-    assert (
-        f"resumed from {checkpoints(run) / 'ckpt-4'}: epoch 2, batch 0" in capsys.readouterr().err
-    )
+    assert f"resumed from {checkpoints(run) / 'ckpt-4'}: epoch 2, batch 0" in logged(caplog)
     Bundle.load(run)
 
 
-def test_resume_before_the_first_checkpoint_starts_from_the_beginning(prepared, tmp_path, capsys):
+def test_resume_before_the_first_checkpoint_starts_from_the_beginning(prepared, tmp_path, caplog):
     """Killed before its first checkpoint (here, while writing it), a run has only its config
     and a temporary folder: --resume starts it over rather than give up."""
     out = tmp_path / "model"
@@ -262,7 +274,7 @@ def test_resume_before_the_first_checkpoint_starts_from_the_beginning(prepared, 
     (checkpoints(out) / "ckpt-1_temp").mkdir(parents=True)
     (checkpoints(out) / "ckpt-1_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"")
     report = resume(prepared, out)
-    assert f"warning: no checkpoint in {checkpoints(out)} yet" in capsys.readouterr().err
+    assert f"warning: no checkpoint in {checkpoints(out)} yet" in logged(caplog)
     assert report.epochs_done == 1 and Bundle.load(out).history[-1]["step"] == 6
 
 
@@ -295,10 +307,10 @@ def test_a_damaged_work_dir_config_is_one_error_line(prepared, run, capsys, text
     assert error_line(capsys.readouterr().err) == f"error: {saved}{problem}"
 
 
-def test_a_damaged_best_checkpoint_leaves_the_last_weights(prepared, run, capsys):
+def test_a_damaged_best_checkpoint_leaves_the_last_weights(prepared, run, caplog):
     (checkpoints(run) / "best" / f"ckpt-3{DATA}").write_bytes(b"garbage")
     resume(prepared, run)
-    err = capsys.readouterr().err
+    err = logged(caplog)
     assert f"warning: best checkpoint {checkpoints(run) / 'best' / 'ckpt-3'} unusable (" in err
     assert "the bundle gets the last weights" in err
     bundle = Bundle.load(run)

@@ -96,7 +96,7 @@ def test_resume_refuses_a_different_architecture_but_allows_more_epochs(prepared
     assert read_yaml(tmp_path / "m" / "config.yaml")["decoding"]["strategy"] == "beam"
 
 
-def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_path, capsys):
+def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_path, caplog):
     config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
     train(config, prepared, tmp_path / "m", quiet())
     checkpoints = tmp_path / "m.work" / "checkpoints"
@@ -104,7 +104,7 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_p
     newest.with_suffix(".data-00000-of-00001").write_bytes(b"garbage")
     longer = load_config("configs/tiny.yaml", [*TINY, "training.epochs=2"])
     assert train(longer, prepared, tmp_path / "m", quiet(resume=True)).epochs_done == 2
-    assert f"checkpoint {checkpoints / newest.stem} unusable" in capsys.readouterr().err
+    assert f"checkpoint {checkpoints / newest.stem} unusable" in caplog.text
 
 
 def test_config_errors_name_the_key(prepared, tmp_path, capsys):
