@@ -150,12 +150,7 @@ def prepare(
     else:
         train, valid = split_dialogues(train_result.dialogues, config.valid_fraction, config.seed)
         splits = {"train": train, "valid": valid}
-    examples = {
-        name: [
-            ex for d in dialogues for ex in dialogue_examples(d, config.history, config.direction)
-        ]
-        for name, dialogues in splits.items()
-    }
+    examples = {name: _examples(dialogues, config) for name, dialogues in splits.items()}
     tokenizer = Tokenizer.train(
         (turn.text for d in splits["train"] for turn in d.turns), config.tokenizer, seed=config.seed
     )
@@ -173,15 +168,7 @@ def prepare(
         },
         "seconds": round(time.perf_counter() - started, 2),
     }
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "chatbot_version": __version__,
-        "corpus": corpus,
-        "inputs": [str(p) for p in inputs],
-        "valid_inputs": [str(p) for p in valid_inputs],
-        "config": config.model_dump(mode="json"),
-        "special_ids": SPECIAL_IDS,
-    }
+    manifest = _manifest(corpus, inputs, valid_inputs, config)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for name in SPLITS:
             write_examples(tmp / f"{name}.jsonl", examples[name])
@@ -193,6 +180,28 @@ def prepare(
         (tmp / STATS).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return stats
+
+
+def _examples(dialogues: Sequence[Dialogue], config: DataConfig) -> list[Example]:
+    return [ex for d in dialogues for ex in dialogue_examples(d, config.history, config.direction)]
+
+
+def _manifest(
+    corpus: str,
+    inputs: Sequence[str | Path],
+    valid_inputs: Sequence[str | Path],
+    config: DataConfig,
+) -> dict[str, Any]:
+    """What `PreparedData.load` reads back: the format, the inputs and the data config."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "chatbot_version": __version__,
+        "corpus": corpus,
+        "inputs": [str(p) for p in inputs],
+        "valid_inputs": [str(p) for p in valid_inputs],
+        "config": config.model_dump(mode="json"),
+        "special_ids": SPECIAL_IDS,
+    }
 
 
 @dataclass(frozen=True)

@@ -65,14 +65,7 @@ def evaluate(
     counts generation time only, `seconds` the whole evaluation, and `samples` holds the
     first `samples` conversations.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be at least 1, got {limit}")
-    if samples < 0:
-        raise ConfigError(f"samples must be at least 0, got {samples}")
-    if hits_k == 1 or hits_k < 0:
-        raise ConfigError(f"hits_k must be 0 (off) or at least 2, got {hits_k}")
+    _check_options(batch_size, limit, samples, hits_k)
     settings = bot.settings(**decoding)
     examples = list(examples[:limit])
     if not examples:
@@ -87,33 +80,13 @@ def evaluate(
     nll = -float(true_scores.sum())
     target_tokens = sum(map(len, targets))
     words = sum(map(word_count, references))
-    ranking: dict[str, Any] = {}
+    ranking = {}
     if hits_k:
-        try:
-            distractors = draw_distractors(
-                [example.source for example in examples], references, hits_k, distractor_seed
-            )
-        except DataError as error:  # too few dialogues: the other metrics still stand
-            ranking = {"hits_k": hits_k, "hits_skipped": str(error)}
-        else:
-            ranking = rank_replies(
-                lambda s, t: _score(bot, s, t),
-                sources,
-                targets,
-                true_scores,
-                distractors,
-                blank_source=[EOS_ID],
-                batch_size=batch_size,
-            ).as_dict()
-    generation_started = time.perf_counter()
-    replies = [
-        reply.text
-        for start in range(0, len(examples), batch_size)
-        for reply in bot.reply_batch(
-            messages[start : start + batch_size], histories[start : start + batch_size], **decoding
+        dialogues = [example.source for example in examples]
+        ranking = _ranking(
+            bot, dialogues, references, sources, targets, true_scores, hits_k, distractor_seed
         )
-    ]
-    generating = time.perf_counter() - generation_started
+    replies, generating = _generate(bot, messages, histories, batch_size, decoding)
     return {
         "examples": len(examples),
         "perplexity": math.exp(nll / target_tokens),
@@ -125,13 +98,69 @@ def evaluate(
         "seconds": time.perf_counter() - started,
         "replies_per_second": len(examples) / generating,
         "decoding": settings.model_dump(mode="json"),
-        "samples": [
-            {"context": list(example.context), "reference": reference, "reply": reply}
-            for example, reference, reply in zip(
-                examples[:samples], references, replies, strict=False
-            )
-        ],
+        "samples": _samples(examples[:samples], references, replies),
     }
+
+
+def _samples(
+    examples: Sequence[Example], references: Sequence[str], replies: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The first conversations as shown in the report: context, reference and reply."""
+    return [
+        {"context": list(example.context), "reference": reference, "reply": reply}
+        for example, reference, reply in zip(examples, references, replies, strict=False)
+    ]
+
+
+def _generate(
+    bot: Chatbot,
+    messages: Sequence[str],
+    histories: Sequence[Sequence[str]],
+    batch_size: int,
+    decoding: dict[str, Any],
+) -> tuple[list[str], float]:
+    """The replies to every conversation, decoded `batch_size` at a time, and the seconds."""
+    started = time.perf_counter()
+    replies = [
+        reply.text
+        for start in range(0, len(messages), batch_size)
+        for reply in bot.reply_batch(
+            messages[start : start + batch_size], histories[start : start + batch_size], **decoding
+        )
+    ]
+    return replies, time.perf_counter() - started
+
+
+def _check_options(batch_size: int, limit: int | None, samples: int, hits_k: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    if samples < 0:
+        raise ConfigError(f"samples must be at least 0, got {samples}")
+    if hits_k == 1 or hits_k < 0:
+        raise ConfigError(f"hits_k must be 0 (off) or at least 2, got {hits_k}")
+
+
+def _ranking(
+    bot: Chatbot,
+    dialogues: Sequence[str],
+    references: Sequence[str],
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    true_scores: np.ndarray,
+    k: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Hits@1/K of the references (`chatbot.evaluation.ranking`), or why it was skipped."""
+    try:
+        distractors = draw_distractors(dialogues, references, k, seed)
+    except DataError as error:  # too few dialogues: the other metrics still stand
+        return {"hits_k": k, "hits_skipped": str(error)}
+    ranking = rank_replies(
+        lambda s, t: _score(bot, s, t), sources, targets, true_scores, distractors, [EOS_ID]
+    )
+    return ranking.as_dict()
 
 
 def _score(
