@@ -25,11 +25,14 @@ from chatbot.prepare import PreparedData, prepare
 from chatbot.tokenizer import BOS_ID, EOS_ID, Tokenizer
 from chatbot.training.optimizer import FusedAdam
 
-# Not passing yet, so skipped (issue 20's follow-up): on a loaded 2-core machine, 99 CPU-seconds
-# of training give 71.8% exact match with `start_unseen_pieces_low` and 3.0% without it. The
-# same model on the same sums written with 16 ids instead of the tokenizer's 273 reaches 99.0%
-# in 69 CPU-seconds: the byte-fallback pieces cost most of the gap; the rest is still open.
-pytestmark = pytest.mark.skip(reason="reaches 72% of the required 99%; see the comment above")
+# Not passing yet (issue 20's follow-up), so it runs as an expected failure: on a loaded 2-core
+# machine, 99 CPU-seconds of training give 71.8% exact match with `start_unseen_pieces_low` and
+# 3.0% without it. The same model on the same sums written with 16 ids instead of the
+# tokenizer's 273 reaches 99.0% in 69 CPU-seconds: the byte-fallback pieces cost most of the
+# gap; the rest is still open. Strict: once it passes, the mark must go.
+pytestmark = pytest.mark.xfail(
+    reason="reaches 72% of the required 99%; see the comment above", strict=True
+)
 
 EXACT = Path(__file__).resolve().parents[2] / "configs" / "exact.yaml"
 TRAIN, TEST = 20_000, 500
