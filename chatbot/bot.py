@@ -27,6 +27,7 @@ from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.kernels import is_possible
 from chatbot.decoding.search import Decoded, FinishReason, SearchSpec, phrase_ids
+from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.normalize import Normalizer
 from chatbot.text_offsets import TextOffsets
@@ -243,13 +244,18 @@ class Chatbot:
         self, decoded: Decoded, settings: DecodingConfig, messages: Sequence[str]
     ) -> list[list[tuple[int, Candidate]]]:
         """Per input, (hypothesis index, candidate) best first, by `_rerank_scores`."""
-        scores = self._rerank_scores(decoded, settings, messages)
+        batch, width = decoded.log_probs.shape
+        candidates = [
+            [self._candidate(decoded, row, index, 0.0) for index in range(width)]
+            for row in range(batch)
+        ]
+        scores = self._rerank_scores(decoded, settings, messages, candidates)
         ranked = []
-        for row in range(len(scores)):
+        for row in range(batch):
             order = np.argsort(-scores[row], kind="stable")
             ranked.append(
                 [
-                    (int(i), self._candidate(decoded, row, int(i), float(scores[row, i])))
+                    (int(i), dataclasses.replace(candidates[row][i], score=float(scores[row, i])))
                     for i in order
                     if is_possible(decoded.log_probs[row, i])
                 ]
@@ -257,7 +263,11 @@ class Chatbot:
         return ranked
 
     def _rerank_scores(
-        self, decoded: Decoded, settings: DecodingConfig, messages: Sequence[str]
+        self,
+        decoded: Decoded,
+        settings: DecodingConfig,
+        messages: Sequence[str],
+        candidates: Sequence[Sequence[Candidate]],
     ) -> np.ndarray:
         """[inputs, candidates] ranking scores. Without MMI, the search's own scores. With
         `mmi_lambda`, log p(reply | context) - lambda * log p(reply): the reply's likelihood
@@ -275,26 +285,26 @@ class Chatbot:
             prior = self.generator.score(empty, flat).reshape(batch, width)
             scores = decoded.log_probs - settings.mmi_lambda * prior
         if settings.mmi_backward:
-            if not settings.mmi_lambda:
-                penalty = ((6.0 + decoded.lengths) / 6.0) ** settings.length_penalty
+            if not settings.mmi_lambda:  # the length counts the end mark, as in the search
+                penalty = gnmt_penalty(decoded.lengths + 1, settings.length_penalty).numpy()
                 scores = decoded.log_probs / penalty
-            scores = scores + settings.mmi_backward * self._backward_scores(decoded, messages)
+            backward = self._backward_scores(candidates, messages)
+            scores = scores + settings.mmi_backward * backward
         return scores
 
-    def _backward_scores(self, decoded: Decoded, messages: Sequence[str]) -> np.ndarray:
+    def _backward_scores(
+        self, candidates: Sequence[Sequence[Candidate]], messages: Sequence[str]
+    ) -> np.ndarray:
         """[inputs, candidates] log p(message | candidate) per message token (end mark
         included) under the backward model, which reads text with its own tokenizer."""
         backward = self.backward
         assert backward is not None  # settings() refuses mmi_backward without one
-        batch, width = decoded.log_probs.shape
-        texts = [
-            self._candidate(decoded, row, index, 0.0).text
-            for row in range(batch)
-            for index in range(width)
-        ]
+        texts = [candidate.text for row in candidates for candidate in row]
         sources = [backward.context_ids(t) if backward.normalizer(t) else [EOS_ID] for t in texts]
         encoded = backward.tokenizer.encode([backward.normalizer(m) for m in messages])
-        targets = [[*ids, EOS_ID] for ids in encoded for _ in range(width)]
+        targets = [
+            [*ids, EOS_ID] for ids, row in zip(encoded, candidates, strict=True) for _ in row
+        ]
         log_probs = backward.generator.score(pad_ids(sources), pad_ids(targets))
         lengths = np.array([len(target) for target in targets], np.float32)
-        return (log_probs / lengths).reshape(batch, width)
+        return (log_probs / lengths).reshape(len(candidates), -1)
