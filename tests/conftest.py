@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from chatbot.config import TokenizerConfig
+from chatbot.config import DataConfig, TokenizerConfig
 from chatbot.tokenizer import Tokenizer
 
 # Property tests judge behaviour, not speed: on a loaded 2-core machine Hypothesis' own timing
@@ -45,14 +45,23 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def train_tiny(root: Path, corpus: str, file: Path, data: DataConfig, overrides: list[str]) -> Path:
+    """Prepare `file` (a `corpus` file in `root`) with the DataConfig `data`, train
+    configs/tiny.yaml with `overrides` on it, and return the bundle's path."""
+    from chatbot.config import load_config
+    from chatbot.prepare import prepare
+    from chatbot.training.trainer import TrainOptions, train
+
+    prepare(corpus, [file], root / "data", data)
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
+    train(config, root / "data", root / "model", TrainOptions(verbose=False))
+    return root / "model"
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A bundle trained for one epoch on three-turn dialogues (seconds; replies are poor)."""
     import json
-
-    from chatbot.config import DataConfig, load_config
-    from chatbot.prepare import prepare
-    from chatbot.training.trainer import TrainOptions, train
 
     root = tmp_path_factory.mktemp("tiny_bundle")
     lines = [
@@ -65,12 +74,9 @@ def tiny_bundle(tmp_path_factory) -> Path:
     data = DataConfig(
         history=2, max_source_len=24, valid_fraction=0.1, tokenizer={"vocab_size": 400}
     )
-    prepare("jsonl", [root / "chats.jsonl"], root / "data", data)
     overrides = ["model.embedding_dim=8", "model.hidden_size=16", "model.attention_units=8"]
     overrides += ["training.epochs=1", "training.batch_size=8", "training.warmup_steps=2"]
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
-    train(config, root / "data", root / "model", TrainOptions(verbose=False))
-    return root / "model"
+    return train_tiny(root, "jsonl", root / "chats.jsonl", data, overrides)
 
 
 # The backward model's corpus: "pong" always answers "ping", "tock" always answers "tick".
@@ -83,22 +89,15 @@ def backward_bundle(tmp_path_factory) -> Path:
     (about 200 steps of a tiny model)."""
     import json
 
-    from chatbot.config import DataConfig, load_config
-    from chatbot.prepare import prepare
-    from chatbot.training.trainer import TrainOptions, train
-
     root = tmp_path_factory.mktemp("backward")
     pairs = [[BACKWARD_MESSAGE, BACKWARD_ANSWER], ["tick", BACKWARD_OTHER]]
     lines = [json.dumps({"turns": pairs[i % 2]}) for i in range(400)]
     (root / "chats.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = DataConfig(direction="backward", valid_fraction=0.1, tokenizer={"vocab_size": 300})
-    prepare("jsonl", [root / "chats.jsonl"], root / "data", data)
     overrides = ["model.embedding_dim=16", "model.hidden_size=32", "model.attention_units=16"]
     overrides += ["training.epochs=5", "training.batch_size=8", "training.lr_schedule=constant"]
     overrides += ["training.learning_rate=0.02", "training.early_stopping_patience=0"]
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
-    train(config, root / "data", root / "model", TrainOptions(verbose=False))
-    return root / "model"
+    return train_tiny(root, "jsonl", root / "chats.jsonl", data, overrides)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from chatbot.bot import Chatbot
 from chatbot.bundle import CONFIG
 from chatbot.cli import main
-from chatbot.config import NormalizerConfig
+from chatbot.config import DataConfig, NormalizerConfig
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.export import (
     ExportedChatbot,
@@ -31,6 +31,7 @@ from chatbot.export import (
 from chatbot.normalize import Normalizer
 from chatbot.tokenizer import Tokenizer
 
+from .conftest import train_tiny
 from .test_tokenizer import CORPUS, VARIANTS
 
 TRICKY_TEXTS = [
@@ -316,21 +317,14 @@ def test_tensorflow_text_tokenizes_every_tokenizer_variant_as_python_does() -> N
 @pytest.fixture(scope="module")
 def char_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with the exact-answer tokenizer: characters, split digits, user symbols."""
-    from chatbot.config import DataConfig, load_config
-    from chatbot.prepare import prepare
-    from chatbot.training.trainer import TrainOptions, train
-
     root = tmp_path_factory.mktemp("char_bundle")
     lines = [f"{a}+{a % 7}=?\t{a + a % 7} <num>" for a in range(0, 400, 7)]
     (root / "sums.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     tokenizer = {"model_type": "char", "split_digits": True, "user_defined_symbols": ["<num>"]}
     data = DataConfig(history=2, valid_fraction=0.1, tokenizer=tokenizer)
-    prepare("tsv", [root / "sums.tsv"], root / "data", data)
     overrides = ["model.embedding_dim=8", "model.hidden_size=16", "model.attention_units=8"]
     overrides += ["training.epochs=1", "training.batch_size=8", "training.warmup_steps=2"]
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides)
-    train(config, root / "data", root / "model", TrainOptions(verbose=False))
-    return root / "model"
+    return train_tiny(root, "tsv", root / "sums.tsv", data, overrides)
 
 
 def test_a_char_bundle_with_symbols_exports_and_replies_as_the_facade(
