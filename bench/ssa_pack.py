@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from chatbot.bot import Chatbot
 from chatbot.config import DecodingConfig, read_yaml
-from chatbot.evaluation.evaluate import load_examples
+from chatbot.evaluation.evaluate import generate_replies, load_examples
 from chatbot.evaluation.ssa import build_pack, choose_examples, write_pack
 from chatbot.examples import Example
 
@@ -41,19 +41,10 @@ def system_settings(bot: Chatbot, spec: dict[str, Any]) -> DecodingConfig:
     return bot.settings(**{**DecodingConfig().model_dump(), **overrides})
 
 
-def system_replies(
-    bot: Chatbot, settings: DecodingConfig, examples: list[Example], batch: int = 32
-) -> list[str]:
-    fields = settings.model_dump()
-    return [
-        reply.text
-        for start in range(0, len(examples), batch)
-        for reply in bot.reply_batch(
-            [ex.context[-1] for ex in examples[start : start + batch]],
-            [ex.context[:-1] for ex in examples[start : start + batch]],
-            **fields,
-        )
-    ]
+def system_replies(bot: Chatbot, settings: DecodingConfig, examples: list[Example]) -> list[str]:
+    messages = [example.context[-1] for example in examples]
+    histories = [example.context[:-1] for example in examples]
+    return generate_replies(bot, messages, histories, 32, settings.model_dump())[0]
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def evaluate(
         ranking = _ranking(
             bot, dialogues, references, sources, targets, true_scores, hits_k, distractor_seed
         )
-    replies, generating = _generate(bot, messages, histories, batch_size, decoding)
+    replies, generating = generate_replies(bot, messages, histories, batch_size, decoding)
     return {
         "examples": len(examples),
         "perplexity": math.exp(nll / target_tokens),
@@ -112,7 +112,7 @@ def _samples(
     ]
 
 
-def _generate(
+def generate_replies(
     bot: Chatbot,
     messages: Sequence[str],
     histories: Sequence[Sequence[str]],
