@@ -38,11 +38,11 @@ from chatbot.atomic import atomic_directory
 from chatbot.config import Config, parse_config
 from chatbot.errors import BundleError, ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.tokenizer import Tokenizer
+from chatbot.tokenizer import TOKENIZER_FILE, Tokenizer
 from chatbot.yaml_errors import yaml_problem
 
 CONFIG = "config.yaml"
-TOKENIZER = "tokenizer.model"
+TOKENIZER = TOKENIZER_FILE
 MODEL = "model.keras"
 HISTORY = "history.json"
 CARD = "card.json"

@@ -104,6 +104,9 @@ class DataConfig(StrictModel):
     # backward: each example predicts the context's last turn from the response, the model
     # p(context | reply) that MMI-bidi reranking (decoding.mmi_backward) scores replies with
     direction: Direction = "forward"
+    # drop training pairs whose reply follows so many different messages that its entropy
+    # exceeds this many bits ("Thank you.", "Yes."): chatbot.generic_filter; None keeps all
+    max_reply_entropy: float | None = Field(default=None, ge=0.0)
     normalizer: NormalizerConfig = NormalizerConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
 

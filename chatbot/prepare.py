@@ -29,15 +29,16 @@ from chatbot.examples import (
     split_dialogues,
     write_examples,
 )
+from chatbot.generic_filter import drop_generic
 from chatbot.normalize import Normalizer
-from chatbot.tokenizer import SPECIAL_IDS, Tokenizer
+from chatbot.tokenizer import SPECIAL_IDS, TOKENIZER_FILE, Tokenizer
 
 Split = Literal["train", "valid"]
 SPLITS: tuple[Split, ...] = ("train", "valid")
 MANIFEST = "manifest.json"
 STATS = "stats.json"
 SKIPPED = "skipped.jsonl"
-TOKENIZER = "tokenizer.model"
+TOKENIZER = TOKENIZER_FILE
 FORMAT_VERSION = 1
 PERCENTILES = (50, 90, 95, 99)
 SKIPS_IN_STATS = 20
@@ -131,12 +132,15 @@ def prepare(
     config: DataConfig,
     *,
     valid_inputs: Sequence[str | Path] = (),
+    tokenizer_from: str | Path | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Build the prepared directory `out_dir` and return its statistics (also in stats.json).
 
     With `valid_inputs`, those files are the validation split and `valid_fraction` is unused;
-    otherwise `valid_fraction` of the dialogues, drawn with `seed`, are held out.
+    otherwise `valid_fraction` of the dialogues, drawn with `seed`, are held out. With
+    `tokenizer_from` (a tokenizer.model file), that tokenizer is used instead of training one,
+    so a bundle trained with it can be fine-tuned on this data (`chatbot train --init-from`).
     """
     started = time.perf_counter()
     normalizer = Normalizer(config.normalizer)
@@ -151,8 +155,17 @@ def prepare(
         train, valid = split_dialogues(train_result.dialogues, config.valid_fraction, config.seed)
         splits = {"train": train, "valid": valid}
     examples = {name: _examples(dialogues, config) for name, dialogues in splits.items()}
-    tokenizer = Tokenizer.train(
-        (turn.text for d in splits["train"] for turn in d.turns), config.tokenizer, seed=config.seed
+    generic = None
+    if config.max_reply_entropy is not None:
+        examples["train"], generic = drop_generic(examples["train"], config.max_reply_entropy)
+    tokenizer = (
+        Tokenizer.load(tokenizer_from)
+        if tokenizer_from
+        else Tokenizer.train(
+            (turn.text for d in splits["train"] for turn in d.turns),
+            config.tokenizer,
+            seed=config.seed,
+        )
     )
     stats: dict[str, Any] = {
         "corpus": corpus,
@@ -165,7 +178,9 @@ def prepare(
             "vocab_size": tokenizer.vocab_size,  # at most the requested size (hard limit off)
             "requested_vocab_size": config.tokenizer.vocab_size,
             "special_ids": SPECIAL_IDS,
+            **({"from": str(tokenizer_from)} if tokenizer_from else {}),
         },
+        **({"generic_filter": generic} if generic else {}),
         "seconds": round(time.perf_counter() - started, 2),
     }
     manifest = _manifest(corpus, inputs, valid_inputs, config)

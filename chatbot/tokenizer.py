@@ -32,6 +32,7 @@ SEP_PIECE = "<sep>"
 MARK = "\u2581"  # SentencePiece's word-boundary mark, "▁"
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "sep": SEP_ID}
+TOKENIZER_FILE = "tokenizer.model"  # its name in bundles and prepared directories
 
 
 class Tokenizer:

@@ -245,3 +245,49 @@ def test_prepare_flags_set_the_tokenizer_options(tmp_path, capsys):
     assert main([*flags[:-1], str(tmp_path / "w"), "--model-type", "word", "--split-digits"]) == 1
     assert "no effect on a word model" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_given_tokenizer_is_reused_byte_for_byte(tmp_path):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl")
+    prepare("jsonl", [corpus], tmp_path / "first", CONFIG)
+    other = write_jsonl_corpus(tmp_path / "other.jsonl", dialogues=12)
+    given = tmp_path / "first" / "tokenizer.model"
+    stats = prepare("jsonl", [other], tmp_path / "second", CONFIG, tokenizer_from=given)
+    assert (tmp_path / "second" / "tokenizer.model").read_bytes() == given.read_bytes()
+    assert stats["tokenizer"]["from"] == str(given)
+
+
+def test_the_tokenizer_flag_takes_a_directory_and_a_bad_file_is_named(tmp_path, capsys):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl")
+    prepare("jsonl", [corpus], tmp_path / "first", CONFIG)
+    args = ["prepare", "--corpus", "jsonl", "--input", str(corpus), "--vocab-size", "400"]
+    assert (
+        main([*args, "--out", str(tmp_path / "second"), "--tokenizer", str(tmp_path / "first")])
+        == 0
+    )
+    assert "tokenizer: " + str(tmp_path / "first" / "tokenizer.model") in capsys.readouterr().out
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    assert main([*args, "--out", str(tmp_path / "third"), "--tokenizer", str(bad)]) != 0
+    assert str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()
+
+
+def test_generic_replies_are_dropped_from_the_training_split_only(tmp_path):
+    generic = [
+        json.dumps({"turns": [f"Here is gift number {i}.", "Thank you."]}) for i in range(40)
+    ]
+    specific = [
+        json.dumps({"turns": [f"What is {i} plus one?", f"It is {i + 1}."]}) for i in range(40)
+    ]
+    corpus = tmp_path / "chats.jsonl"
+    corpus.write_text("\n".join(generic + specific) + "\n", encoding="utf-8")
+    config = CONFIG.model_copy(update={"max_reply_entropy": 2.0})
+    stats = prepare("jsonl", [corpus], tmp_path / "p", config)
+    data = PreparedData.load(tmp_path / "p")
+    assert all(ex.response != "Thank you." for ex in data.examples("train"))
+    assert any(ex.response.startswith("It is") for ex in data.examples("train"))
+    assert any(ex.response == "Thank you." for ex in data.examples("valid"))
+    dropped = stats["generic_filter"]
+    assert dropped["replies_dropped"] == 1 and dropped["most_dropped"][0]["reply"] == "thank you"
+    assert stats["splits"]["train"]["examples"] == 80 - 16 - dropped["examples_dropped"]

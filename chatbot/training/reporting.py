@@ -82,9 +82,10 @@ def model_card(
     strategy: str,
     replicas: int,
     precision: str,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """card.json: where the model came from (command, data, both splits' inputs), how it
-    trained, its best metrics, and the machine and versions it trained on."""
+    """card.json: where the model came from (command, data, both splits' inputs, the bundle it
+    started from), how it trained, its best metrics, and the machine and versions it trained on."""
     stats = data.stats()
     return {
         "chatbot_version": __version__,
@@ -105,6 +106,7 @@ def model_card(
             "strategy": strategy,
             "replicas": replicas,
             "precision": precision,
+            "init_from": str(init_from) if init_from else None,
         },
         "metrics": report.best,
         "hardware": {

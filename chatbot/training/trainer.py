@@ -25,6 +25,7 @@ import tensorflow as tf
 from chatbot.atomic import DiskFullError
 from chatbot.bundle import Bundle
 from chatbot.config import Config, DistributionStrategy, Precision
+from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.pipeline import EncodedExamples, encode_examples
 from chatbot.prepare import PreparedData
@@ -34,7 +35,7 @@ from chatbot.training.loops import Loops, make_strategy
 from chatbot.training.optimizer import FusedAdam
 from chatbot.training.reporting import Reporter, TrainReport, model_card
 from chatbot.training.schedules import learning_rate
-from chatbot.training.workspace import Workspace
+from chatbot.training.workspace import Workspace, config_differences
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class TrainOptions:
     strategy: DistributionStrategy = "default"
     precision: Precision = "auto"
     work_dir: Path | None = None
+    init_from: Path | None = None  # a bundle whose weights start the run (fine-tuning)
     command: str = ""
     verbose: bool = True  # a progress bar per epoch
 
@@ -113,6 +115,8 @@ class Trainer:
         with self.strategy.scope():
             model = Seq2Seq(self.config.model, self.data.tokenizer.vocab_size)
             model.build()
+            if self.options.init_from:
+                model.set_weights(self._initial_weights(self.options.init_from))
             optimizer = FusedAdam(
                 learning_rate=learning_rate(training), global_clipnorm=training.clip_norm
             )
@@ -122,6 +126,26 @@ class Trainer:
             model.configure_training(training.scheduled_sampling, training.label_smoothing)
             optimizer.build(model.trainable_variables)
         return model, RunState(model, optimizer)  # outside the scope: see RunState
+
+    def _initial_weights(self, path: Path) -> list[Any]:
+        """The weights of the bundle at `path`, which must have this run's architecture and
+        tokenizer (prepare with `--tokenizer` that bundle to reuse its tokenizer)."""
+        bundle = Bundle.load(path)
+        if bundle.tokenizer.model_proto != self.data.tokenizer.model_proto:
+            raise ConfigError(
+                f"--init-from {path}: its tokenizer differs from {self.data.path}'s; prepare the "
+                f"data with `chatbot prepare --tokenizer {path}` to reuse it"
+            )
+        differences = config_differences(
+            bundle.config.model.model_dump(), self.config.model.model_dump(), "model."
+        )
+        if differences:
+            raise ConfigError(
+                f"--init-from {path}: its architecture differs from this run's config: "
+                + "; ".join(differences)
+            )
+        log.info("starting from the weights of %s", path)
+        return bundle.model.get_weights()
 
     def _encoded(self, split: Literal["train", "valid"]) -> EncodedExamples:
         return encode_examples(self.data.examples(split), self.data.tokenizer)
@@ -236,6 +260,7 @@ class Trainer:
             strategy=self.options.strategy,
             replicas=self.strategy.num_replicas_in_sync,
             precision=self.precision,
+            init_from=self.options.init_from,
         )
         try:
             Bundle(self.config, self.data.tokenizer, model, history, card).save(

@@ -13,8 +13,9 @@ import pytest
 
 from chatbot.bundle import Bundle
 from chatbot.cli import main
-from chatbot.config import load_config, read_yaml
+from chatbot.config import TokenizerConfig, load_config, read_yaml
 from chatbot.errors import ConfigError
+from chatbot.prepare import PreparedData
 from chatbot.training.trainer import TrainOptions, train
 
 from .conftest import TINY
@@ -154,3 +155,36 @@ def test_the_bundle_holds_no_optimizer_state(prepared, tmp_path):
         weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")))
         assert "optimizer" not in weights
     assert getattr(Bundle.load(tmp_path / "m").model, "optimizer", None) is None
+
+
+def test_init_from_starts_the_run_from_a_bundles_weights(prepared, tmp_path):
+    from chatbot.training.trainer import Trainer
+
+    config = load_config("configs/tiny.yaml", TINY)
+    train(config, prepared, tmp_path / "first", quiet())
+    first = Bundle.load(tmp_path / "first")
+    trainer = Trainer(config, prepared, tmp_path / "second", quiet(init_from=tmp_path / "first"))
+    model, _ = trainer._build()
+    for started, trained in zip(model.get_weights(), first.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(started, trained)
+    train(config, prepared, tmp_path / "second", quiet(init_from=tmp_path / "first"))
+    second = Bundle.load(tmp_path / "second")
+    assert second.card["training"]["init_from"] == str(tmp_path / "first")
+    # two more epochs from trained weights end lower than the first run's two from scratch
+    assert second.history[-1]["val_loss"] < first.history[-1]["val_loss"]
+
+
+def test_init_from_refuses_another_tokenizer_or_architecture(prepared, tmp_path):
+    from chatbot.prepare import prepare
+
+    config = load_config("configs/tiny.yaml", TINY)
+    train(config, prepared, tmp_path / "first", quiet())
+    wider = load_config("configs/tiny.yaml", [*TINY, "model.hidden_size=24"])
+    with pytest.raises(ConfigError, match=r"architecture differs.*model\.hidden_size"):
+        train(wider, prepared, tmp_path / "wider", quiet(init_from=tmp_path / "first"))
+    data = PreparedData.load(prepared)
+    other = data.config.model_copy(update={"tokenizer": TokenizerConfig(vocab_size=290)})
+    prepare("tsv", [prepared.parent / "pairs.tsv"], tmp_path / "other", other)
+    with pytest.raises(ConfigError, match="prepare --tokenizer"):
+        train(config, tmp_path / "other", tmp_path / "x", quiet(init_from=tmp_path / "first"))
+    assert not (tmp_path / "wider").exists() and not (tmp_path / "x").exists()
