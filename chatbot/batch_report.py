@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.errors import DataError
-from chatbot.pipeline import encode_examples, make_dataset
+from chatbot.pipeline import make_dataset
 from chatbot.prepare import PreparedData, Split
+from chatbot.shards import read_shards
 from chatbot.tokenizer import SEP_ID, Tokenizer
 
 
@@ -30,12 +31,13 @@ def describe_batches(
 ) -> str:
     """Batch count, shapes, the share of padding, and the first example decoded back to text."""
     data = PreparedData.load(data_dir)
-    examples = data.examples(split)
+    shards = data.shards(split)
+    examples = sum(shard.examples for shard in shards)
     if not examples:
-        raise DataError(f"{data.path / (split + '.jsonl')}: no examples in the {split} split")
+        raise DataError(f"{data.path}: no examples in the {split} split")
     config = data.config
     dataset = make_dataset(
-        encode_examples(examples, data.tokenizer),
+        read_shards([shard.path for shard in shards], shuffle=True, seed=config.seed),
         batch_size=batch_size,
         max_source_len=config.max_source_len,
         max_target_len=config.max_target_len,
@@ -59,7 +61,7 @@ def describe_batches(
         raise DataError(f"no batches to show (batch size {batch_size}, batches {max_batches})")
     source_row, target_row = first
     lines = [
-        f"{data.path} [{split}]: {len(examples):,} examples -> {batches:,} batches "
+        f"{data.path} [{split}]: {examples:,} examples -> {batches:,} batches "
         f"of up to {batch_size} ({rows:,} rows)",
         f"  distinct (source, target) batch shapes: {len(shapes)}; "
         f"padding: {1 - real / padded:.1%} of tokens",

@@ -27,7 +27,7 @@ from chatbot.config import (
     TokenizerConfig,
 )
 from chatbot.corpora import FORMATS
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, ConfigError
 
 CORPORA = tuple(FORMATS)
 
@@ -114,21 +114,48 @@ def format_skip_warning(stats: dict[str, Any], out_dir: str, shown: int = 5) -> 
 
 def run_prepare(args: argparse.Namespace) -> int:
     from chatbot.config import Config, deep_merge, parse_config, read_yaml
-    from chatbot.prepare import prepare
+    from chatbot.prepare import Part, merge_parts, prepare, prepare_tokenizer
 
+    if args.merge:
+        stats = merge_parts(args.out, overwrite=args.force)
+        return _print_prepare_stats(args, stats)
+    if not (args.corpus and args.input):
+        raise ConfigError("prepare needs --corpus and --input (unless it is a --merge)")
     tree = deep_merge(
         read_yaml(args.config) if args.config else {}, {"data": _data_config_overrides(args)}
     )
     config = parse_config(Config, tree, where=args.config or "flags").data
+    valid_inputs = args.valid_input or ()
+    if args.tokenizer_only:
+        info = prepare_tokenizer(
+            args.corpus, args.input, args.out, config, valid_inputs=valid_inputs,
+            overwrite=args.force,
+        )  # fmt: skip
+        print(
+            json.dumps(info, indent=2)
+            if args.json
+            else f"Trained a {info['vocab_size']:,}-piece tokenizer into {args.out} in "
+            f"{info['seconds']:.1f}s, on {info['sampled_turns']:,} of the "
+            f"{info['train_turns']:,} training turns"
+        )
+        return 0
+    if (args.num_shards is None) != (args.shard_index is None):
+        raise ConfigError("--num-shards and --shard-index go together")
     stats = prepare(
         args.corpus,
         args.input,
         args.out,
         config,
-        valid_inputs=args.valid_input or (),
+        valid_inputs=valid_inputs,
         tokenizer_from=_tokenizer_file(args.tokenizer) if args.tokenizer else None,
         overwrite=args.force,
+        shards=args.shards,
+        part=Part(args.shard_index, args.num_shards) if args.num_shards else None,
     )
+    return _print_prepare_stats(args, stats)
+
+
+def _print_prepare_stats(args: argparse.Namespace, stats: dict[str, Any]) -> int:
     warning = format_skip_warning(stats, args.out)
     if warning:
         print(warning, file=sys.stderr)
@@ -355,10 +382,12 @@ def _add_prepare_command(commands: Any) -> None:
         help="turn a corpus into train/valid examples and a tokenizer",
         description="Import a corpus, normalize it, split it by dialogue, build examples with "
         "K turns of context, train a SentencePiece tokenizer on the training split, and write "
-        "it all atomically to --out with stats.json and skipped.jsonl.",
+        "it all atomically to --out: token ids as TFRecord shards, examples as JSONL, "
+        "stats.json and skipped.jsonl. Memory does not grow with the corpus; a large one can "
+        "be prepared by several processes (--num-shards/--shard-index, then --merge).",
     )
-    prep.add_argument("--corpus", required=True, choices=CORPORA, help="input format")
-    prep.add_argument("--input", required=True, nargs="+", metavar="PATH", help="files or dirs")
+    prep.add_argument("--corpus", choices=CORPORA, help="input format")
+    prep.add_argument("--input", nargs="+", metavar="PATH", help="files or dirs")
     prep.add_argument(
         "--valid-input",
         nargs="+",
@@ -400,6 +429,25 @@ def _add_prepare_command(commands: Any) -> None:
     prep.add_argument("--valid-fraction", type=float, metavar="F", help="held out (0.05)")
     prep.add_argument("--seed", type=int, metavar="S", help="split and shuffle seed (0)")
     prep.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    prep.add_argument(
+        "--shards", type=int, default=8, metavar="N", help="TFRecord files per split (8)"
+    )
+    prep.add_argument(
+        "--num-shards",
+        type=int,
+        metavar="K",
+        help="prepare only part --shard-index of K (every K-th record), into DIR/part-I-of-K/; "
+        "needs --tokenizer, then --merge completes DIR",
+    )
+    prep.add_argument("--shard-index", type=int, metavar="I", help="this part's index, 0 to K-1")
+    prep.add_argument(
+        "--tokenizer-only",
+        action="store_true",
+        help="only train the tokenizer (on a sample of the training turns) into DIR",
+    )
+    prep.add_argument(
+        "--merge", action="store_true", help="write DIR's manifest over its completed parts"
+    )
     prep.add_argument("--force", action="store_true", help="replace --out if it exists")
     prep.add_argument("--json", action="store_true", help="print stats.json instead")
     prep.set_defaults(handler=run_prepare)

@@ -7,9 +7,9 @@ drop the oldest material first.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,19 +83,29 @@ def backward_example(example: Example) -> Example:
     return Example((example.response,), example.context[-1], example.source)
 
 
-def split_dialogues(
-    dialogues: Sequence[Dialogue], valid_fraction: float, seed: int
-) -> tuple[list[Dialogue], list[Dialogue]]:
-    """Split by dialogue, not by example, so no conversation leaks into both splits."""
-    order = list(range(len(dialogues)))
-    random.Random(seed).shuffle(order)
-    n_valid = round(len(dialogues) * valid_fraction)
-    if valid_fraction > 0 and len(dialogues) >= 2:
-        n_valid = min(max(n_valid, 1), len(dialogues) - 1)
-    valid_ids = set(order[:n_valid])
-    train = [d for i, d in enumerate(dialogues) if i not in valid_ids]
-    valid = [d for i, d in enumerate(dialogues) if i in valid_ids]
-    return train, valid
+def in_valid_split(dialogue: Dialogue, valid_fraction: float, seed: int) -> bool:
+    """Whether the dialogue is held out for validation: a seeded hash of its turns, so the split
+    is by dialogue (no conversation leaks into both splits), needs no other dialogue, and is the
+    same however the corpus is ordered, sharded or spread over processes. Each dialogue is
+    held out with probability `valid_fraction`; identical dialogues land in the same split."""
+    digest = hashlib.blake2b(f"{seed}".encode(), digest_size=8)
+    for turn in dialogue.turns:
+        digest.update(b"\x1e" + turn.text.encode("utf-8"))
+    return int.from_bytes(digest.digest(), "big") < valid_fraction * 2**64
+
+
+def dialogue_to_json(dialogue: Dialogue) -> str:
+    """One line of a dialogue spool: its turn texts and source (speakers are not used)."""
+    return json.dumps(
+        {"turns": [turn.text for turn in dialogue.turns], "source": dialogue.source},
+        ensure_ascii=False,
+    )
+
+
+def dialogue_from_json(line: str) -> Dialogue:
+    """A dialogue written by `dialogue_to_json`."""
+    record = json.loads(line)
+    return Dialogue(tuple(Turn(text) for text in record["turns"]), record["source"])
 
 
 def write_examples(path: Path, examples: Iterable[Example]) -> int:
@@ -109,6 +119,7 @@ def write_examples(path: Path, examples: Iterable[Example]) -> int:
 
 
 def read_examples(path: str | Path) -> list[Example]:
+    """Every example of a JSONL examples file; a bad line is a DataError naming file:line."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

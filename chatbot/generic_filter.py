@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from chatbot.examples import Example
@@ -29,12 +29,28 @@ def identity_key(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def reply_entropies(examples: Sequence[Example]) -> dict[str, float]:
+class ReplyCounts:
+    """How often each reply class follows each message class, counted an example at a time: a
+    streaming pass over the training split, in memory that grows with the distinct (reply,
+    message) pairs, not with the examples."""
+
+    def __init__(self) -> None:
+        self._followed: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def add(self, example: Example) -> None:
+        self._followed[identity_key(example.response)][identity_key(example.context[-1])] += 1
+
+    def entropies(self) -> dict[str, float]:
+        """Each reply class's entropy (bits) over the classes of the messages it follows."""
+        return {reply: _entropy(counts.values()) for reply, counts in self._followed.items()}
+
+
+def reply_entropies(examples: Iterable[Example]) -> dict[str, float]:
     """Each reply class's entropy (bits) over the classes of the messages it follows."""
-    followed: dict[str, Counter[str]] = defaultdict(Counter)
+    counts = ReplyCounts()
     for example in examples:
-        followed[identity_key(example.response)][identity_key(example.context[-1])] += 1
-    return {reply: _entropy(counts.values()) for reply, counts in followed.items()}
+        counts.add(example)
+    return counts.entropies()
 
 
 def _entropy(counts: Any) -> float:
@@ -43,26 +59,29 @@ def _entropy(counts: Any) -> float:
     return -sum(c / total * math.log2(c / total) for c in counts)
 
 
-def drop_generic(
-    examples: Sequence[Example], max_entropy: float
-) -> tuple[list[Example], dict[str, Any]]:
-    """The examples whose reply's entropy is at most `max_entropy`, and what was dropped."""
-    entropies = reply_entropies(examples)
-    kept: list[Example] = []
-    dropped: Counter[str] = Counter()
-    for example in examples:
+class GenericFilter:
+    """Keeps the examples whose reply's entropy is at most `max_entropy`, and counts the rest."""
+
+    def __init__(self, entropies: dict[str, float], max_entropy: float) -> None:
+        self.entropies = entropies
+        self.max_entropy = max_entropy
+        self.dropped: Counter[str] = Counter()
+
+    def keep(self, example: Example) -> bool:
         key = identity_key(example.response)
-        if entropies[key] > max_entropy:
-            dropped[key] += 1
-        else:
-            kept.append(example)
-    report = {
-        "max_reply_entropy": max_entropy,
-        "examples_dropped": sum(dropped.values()),
-        "replies_dropped": len(dropped),
-        "most_dropped": [
-            {"reply": reply, "examples": n, "entropy": round(entropies[reply], 3)}
-            for reply, n in dropped.most_common(DROPPED_IN_STATS)
-        ],
-    }
-    return kept, report
+        if self.entropies[key] > self.max_entropy:
+            self.dropped[key] += 1
+            return False
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """What was dropped, for stats.json."""
+        return {
+            "max_reply_entropy": self.max_entropy,
+            "examples_dropped": sum(self.dropped.values()),
+            "replies_dropped": len(self.dropped),
+            "most_dropped": [
+                {"reply": reply, "examples": n, "entropy": round(self.entropies[reply], 3)}
+                for reply, n in self.dropped.most_common(DROPPED_IN_STATS)
+            ],
+        }

@@ -1,8 +1,9 @@
 """The input pipeline: examples -> token ids -> shuffled, length-bucketed, padded batches.
 
-Text is encoded once with SentencePiece's batched C++ encoder; everything after that (shuffling,
-truncation, the teacher-forcing shift, bucketing, padding, masks) runs inside `tf.data`, so the
-maximum lengths can change at training time without re-preparing the data.
+Text is encoded once, by `chatbot prepare`, with SentencePiece's batched C++ encoder, and stored
+as TFRecord shards (`chatbot.shards`); everything after that (reading, shuffling, truncation,
+the teacher-forcing shift, bucketing, padding, masks) runs inside `tf.data`, so the maximum
+lengths can change at training time without re-preparing the data.
 
 A batch is `(inputs, targets, weights)` as `keras.Model.fit` expects:
 - `inputs["source_ids"]`: int32 [batch, src_len], padded with PAD_ID (0); the context turns
@@ -15,6 +16,7 @@ A batch is `(inputs, targets, weights)` as `keras.Model.fit` expects:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from chatbot.examples import Example
+from chatbot.shards import Lengths
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, join_context
 
 
@@ -47,39 +50,28 @@ def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer) -> Encode
     return EncodedExamples(sources, targets)
 
 
-def _ragged(rows: list[np.ndarray]) -> tf.RaggedTensor:
-    lengths = np.fromiter((len(row) for row in rows), np.int64, len(rows))
-    values = np.concatenate(rows) if rows else np.zeros([0], np.int32)
-    return tf.RaggedTensor.from_row_lengths(values, lengths)
-
-
 def bucket_boundaries(max_len: int, width: int) -> list[int]:
     """Upper length bounds (exclusive) of the buckets: width+1, 2*width+1, ... below max_len."""
     return list(range(width + 1, max_len + 1, width))
 
 
 def batches_per_epoch(
-    encoded: EncodedExamples,
+    lengths: Lengths,
     *,
     batch_size: int,
     max_source_len: int,
     max_target_len: int,
     bucket_width: int = 8,
 ) -> int:
-    """How many batches `make_dataset` yields per epoch: each length bucket ends in one partial
-    batch, whatever the shuffle order, so the count is fixed by the example lengths."""
-    if not len(encoded):
-        return 0
-    sources = np.minimum([len(s) for s in encoded.sources], max_source_len)
-    targets = np.minimum([len(t) + 1 for t in encoded.targets], max_target_len)
+    """How many batches `make_dataset` yields per epoch over examples of these (source,
+    target + 1) `lengths`: each length bucket ends in one partial batch, whatever the shuffle
+    order, so the count is fixed by the lengths."""
     boundaries = bucket_boundaries(max(max_source_len, max_target_len), bucket_width)
-    buckets = np.searchsorted(boundaries, np.maximum(sources, targets), side="right")
-    return int(sum(-(-count // batch_size) for count in np.bincount(buckets) if count))
-
-
-def shard(encoded: EncodedExamples, index: int, count: int) -> EncodedExamples:
-    """Every `count`-th example from `index`: one input pipeline's share under tf.distribute."""
-    return EncodedExamples(encoded.sources[index::count], encoded.targets[index::count])
+    per_bucket: Counter[int] = Counter()
+    for (source, target), count in lengths.items():
+        longest = max(min(source, max_source_len), min(target, max_target_len))
+        per_bucket[int(np.searchsorted(boundaries, longest, side="right"))] += count
+    return sum(-(-count // batch_size) for count in per_bucket.values())
 
 
 def truncate_and_shift(
@@ -98,7 +90,7 @@ def truncate_and_shift(
 
 
 def make_dataset(
-    encoded: EncodedExamples,
+    examples: tf.data.Dataset,
     *,
     batch_size: int,
     max_source_len: int,
@@ -108,16 +100,12 @@ def make_dataset(
     bucket_width: int = 8,
     shuffle_buffer: int = 100_000,
 ) -> tf.data.Dataset:
-    """Batches as described in the module docstring. Same seed, same batches, in order."""
-    if len(encoded) == 0:
-        raise ValueError("no examples to batch")
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (_ragged(encoded.sources), _ragged(encoded.targets))
-    )
+    """Batches of `examples`, (source, target) id vectors such as `chatbot.shards.read_shards`
+    yields, as the module docstring describes; shuffled in a buffer of `shuffle_buffer`
+    examples, so memory does not grow with the data. Same seed, same batches, in order."""
+    dataset = examples
     if shuffle:
-        dataset = dataset.shuffle(
-            min(shuffle_buffer, len(encoded)), seed=seed, reshuffle_each_iteration=True
-        )
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
         lambda source, response: truncate_and_shift(
             source, response, max_source_len, max_target_len

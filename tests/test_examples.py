@@ -6,9 +6,11 @@ from chatbot.examples import (
     Example,
     backward_example,
     dialogue_examples,
+    dialogue_from_json,
+    dialogue_to_json,
+    in_valid_split,
     normalize_dialogue,
     read_examples,
-    split_dialogues,
     write_examples,
 )
 from chatbot.normalize import Normalizer
@@ -64,15 +66,23 @@ def test_normalize_dialogue_reports_too_few_turns_with_file_and_line():
     assert (outcome.file, outcome.line, outcome.kind) == ("dir/a.yml", 12, "too_few_turns")
 
 
-def test_split_is_by_dialogue_seeded_and_never_empty():
-    dialogues = [_dialogue("q", "a", source=f"f:{i}") for i in range(100)]
-    train, valid = split_dialogues(dialogues, 0.1, seed=1)
-    assert len(valid) == 10 and len(train) == 90
-    assert {d.source for d in train}.isdisjoint({d.source for d in valid})
-    assert split_dialogues(dialogues, 0.1, seed=1) == (train, valid)
-    assert split_dialogues(dialogues, 0.1, seed=2)[1] != valid
-    assert len(split_dialogues(dialogues[:3], 0.01, seed=0)[1]) == 1
-    assert split_dialogues(dialogues[:3], 0.0, seed=0)[1] == []
+def test_split_is_a_seeded_hash_of_each_dialogue_alone():
+    dialogues = [_dialogue("q", f"a{i}", source=f"f:{i}") for i in range(2000)]
+    valid = [d for d in dialogues if in_valid_split(d, 0.1, seed=1)]
+    assert 150 < len(valid) < 250  # each held out with probability 0.1
+    assert valid == [d for d in reversed(dialogues) if in_valid_split(d, 0.1, seed=1)][::-1]
+    assert valid != [d for d in dialogues if in_valid_split(d, 0.1, seed=2)]
+    assert not any(in_valid_split(d, 0.0, seed=0) for d in dialogues)
+    # where a dialogue came from does not matter, only its turns: copies share a split
+    moved = [_dialogue(*(t.text for t in d.turns), source="elsewhere:1") for d in dialogues]
+    assert [in_valid_split(d, 0.1, 1) for d in moved] == [
+        in_valid_split(d, 0.1, 1) for d in dialogues
+    ]
+
+
+def test_dialogues_round_trip_through_the_spool_format():
+    dialogue = _dialogue("Hi ☃", "there\nfriend", source="a.txt:7")
+    assert dialogue_from_json(dialogue_to_json(dialogue)) == dialogue
 
 
 def test_examples_round_trip_through_jsonl(tmp_path):

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from chatbot.examples import Example
-from chatbot.generic_filter import drop_generic, identity_key, reply_entropies
+from chatbot.generic_filter import GenericFilter, identity_key, reply_entropies
 
 
 def pairs(*items: tuple[str, str]) -> list[Example]:
@@ -28,7 +28,7 @@ def test_entropy_is_over_the_messages_a_reply_follows():
     assert entropies["two blocks north"] == 0.0
 
 
-def test_drop_generic_keeps_replies_at_or_under_the_threshold_and_reports_the_rest():
+def test_the_filter_keeps_replies_at_or_under_the_threshold_and_reports_the_rest():
     examples = pairs(
         ("a", "Yes."),
         ("b", "Yes."),
@@ -38,7 +38,9 @@ def test_drop_generic_keeps_replies_at_or_under_the_threshold_and_reports_the_re
         ("b", "Maybe tomorrow."),
         ("e", "The red one."),
     )
-    kept, report = drop_generic(examples, max_entropy=1.0)
+    generic = GenericFilter(reply_entropies(examples), max_entropy=1.0)
+    kept = [ex for ex in examples if generic.keep(ex)]
+    report = generic.report()
     # "yes" follows four messages (2 bits), "maybe tomorrow" two (1 bit, kept at the threshold)
     assert [ex.response for ex in kept] == ["Maybe tomorrow.", "Maybe tomorrow.", "The red one."]
     assert report == {

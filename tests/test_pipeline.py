@@ -1,14 +1,16 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from chatbot.examples import Example
 from chatbot.pipeline import (
+    EncodedExamples,
     batches_per_epoch,
     bucket_boundaries,
     encode_examples,
     make_dataset,
-    shard,
     truncate_and_shift,
 )
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID
@@ -72,10 +74,20 @@ def _encoded(lengths, tiny_tokenizer):
     return encode_examples(examples, tiny_tokenizer)
 
 
+def _elements(encoded: EncodedExamples) -> tf.data.Dataset:
+    """(source, target) id vectors, as `chatbot.shards.read_shards` yields them."""
+    return tf.data.Dataset.from_generator(
+        lambda: zip(encoded.sources, encoded.targets, strict=True),
+        output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
+    )
+
+
 def test_batches_have_padding_masks_and_all_examples(tiny_tokenizer):
     encoded = _encoded([1, 2, 3, 12, 11, 10, 2, 1, 12, 3], tiny_tokenizer)
     batches = _batches(
-        make_dataset(encoded, batch_size=4, max_source_len=64, max_target_len=64, bucket_width=8)
+        make_dataset(
+            _elements(encoded), batch_size=4, max_source_len=64, max_target_len=64, bucket_width=8
+        )
     )
     assert sum(len(t) for _, t, _ in batches) == len(encoded)
     for inputs, targets, weights in batches:
@@ -98,7 +110,9 @@ def test_bucketing_groups_similar_lengths(tiny_tokenizer):
     short_and_long = [1] * 16 + [12] * 16
     encoded = _encoded(short_and_long, tiny_tokenizer)
     batches = _batches(
-        make_dataset(encoded, batch_size=8, max_source_len=64, max_target_len=64, bucket_width=8)
+        make_dataset(
+            _elements(encoded), batch_size=8, max_source_len=64, max_target_len=64, bucket_width=8
+        )
     )
     widths = sorted(inputs["source_ids"].shape[1] for inputs, _, _ in batches)
     # each batch holds only short or only long examples, so it is padded to its own length
@@ -111,7 +125,7 @@ def test_bucketing_groups_similar_lengths(tiny_tokenizer):
 def test_max_lengths_bound_the_batch_shapes(tiny_tokenizer):
     encoded = _encoded([12] * 8, tiny_tokenizer)
     for inputs, targets, _ in _batches(
-        make_dataset(encoded, batch_size=4, max_source_len=5, max_target_len=3)
+        make_dataset(_elements(encoded), batch_size=4, max_source_len=5, max_target_len=3)
     ):
         assert inputs["source_ids"].shape[1] <= 5
         assert targets.shape[1] <= 3
@@ -122,7 +136,7 @@ def test_same_seed_same_batches_different_seed_different_order(tiny_tokenizer):
 
     def order(seed):
         dataset = make_dataset(
-            encoded, batch_size=4, max_source_len=64, max_target_len=64, seed=seed
+            _elements(encoded), batch_size=4, max_source_len=64, max_target_len=64, seed=seed
         )
         return [inputs["source_ids"].tolist() for inputs, _, _ in _batches(dataset)]
 
@@ -133,31 +147,19 @@ def test_same_seed_same_batches_different_seed_different_order(tiny_tokenizer):
 def test_unshuffled_dataset_keeps_every_example_once(tiny_tokenizer):
     encoded = _encoded([1, 5, 9, 12], tiny_tokenizer)
     batches = _batches(
-        make_dataset(encoded, batch_size=1, max_source_len=64, max_target_len=64, shuffle=False)
+        make_dataset(
+            _elements(encoded), batch_size=1, max_source_len=64, max_target_len=64, shuffle=False
+        )
     )
     seen = sorted(tuple(inputs["source_ids"][0]) for inputs, _, _ in batches)
     assert seen == sorted(tuple(s) for s in encoded.sources)
-
-
-def test_empty_input_is_an_error(tiny_tokenizer):
-    with pytest.raises(ValueError, match="no examples"):
-        make_dataset(
-            encode_examples([], tiny_tokenizer), batch_size=2, max_source_len=4, max_target_len=4
-        )
 
 
 @pytest.mark.parametrize(("batch_size", "max_len"), [(1, 64), (3, 64), (4, 6), (7, 3)])
 def test_batches_per_epoch_matches_the_dataset(tiny_tokenizer, batch_size, max_len):
     encoded = _encoded([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] * 3, tiny_tokenizer)
     kwargs = dict(batch_size=batch_size, max_source_len=max_len, max_target_len=max_len)
-    expected = len(_batches(make_dataset(encoded, bucket_width=4, **kwargs)))
-    assert batches_per_epoch(encoded, bucket_width=4, **kwargs) == expected
-
-
-def test_shards_split_the_examples(tiny_tokenizer):
-    encoded = _encoded(list(range(1, 11)), tiny_tokenizer)
-    parts = [shard(encoded, i, 3) for i in range(3)]
-    assert [len(p) for p in parts] == [4, 3, 3]
-    assert sorted(tuple(s) for p in parts for s in p.sources) == sorted(
-        tuple(s) for s in encoded.sources
-    )
+    expected = len(_batches(make_dataset(_elements(encoded), bucket_width=4, **kwargs)))
+    pairs = zip(encoded.sources, encoded.targets, strict=True)
+    lengths = Counter((len(source), len(target) + 1) for source, target in pairs)
+    assert batches_per_epoch(lengths, bucket_width=4, **kwargs) == expected

@@ -5,7 +5,9 @@ import pytest
 from chatbot.cli import main
 from chatbot.config import DataConfig, TokenizerConfig
 from chatbot.errors import ConfigError, DataError
-from chatbot.prepare import PreparedData, prepare
+from chatbot.pipeline import encode_examples
+from chatbot.prepare import Part, PreparedData, merge_parts, prepare, prepare_tokenizer
+from chatbot.shards import read_shards
 from chatbot.tokenizer import SPECIAL_IDS
 
 from .conftest import TINY_CORPUS
@@ -29,18 +31,15 @@ def test_prepare_writes_a_complete_directory(tmp_path):
     out = tmp_path / "prepared"
     stats = prepare("jsonl", [corpus], out, CONFIG)
 
-    assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json",
-        "skipped.jsonl",
-        "stats.json",
-        "tokenizer.model",
-        "tokenizer.vocab",
-        "train.jsonl",
-        "valid.jsonl",
+    shards = [
+        f"{split}-{i:05d}-of-00008.tfrecord" for split in ("train", "valid") for i in range(8)
     ]
+    files = ["manifest.json", "skipped.jsonl", "stats.json", "tokenizer.model", "tokenizer.vocab"]
+    files += ["train.jsonl", "valid.jsonl", *shards]
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
     assert json.loads((out / "stats.json").read_text()) == stats
     train, valid = stats["splits"]["train"], stats["splits"]["valid"]
-    assert (train["dialogues"], valid["dialogues"]) == (24, 6)
+    assert train["dialogues"] + valid["dialogues"] == 30 and valid["dialogues"] > 0
     turns = sum(3 + i % 3 for i in range(30))
     assert train["examples"] + valid["examples"] == turns - 30
     assert train["turns"] + valid["turns"] == turns
@@ -146,8 +145,17 @@ def test_loading_a_directory_that_is_not_prepared_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"half/manifest\.json: missing"):
         PreparedData.load(tmp_path / "half")
     (tmp_path / "half" / "manifest.json").write_text('{"format_version": 99}')
-    with pytest.raises(DataError, match=r"format_version 99 is not 1"):
+    with pytest.raises(DataError, match=r"format_version 99 is not 2"):
         PreparedData.load(tmp_path / "half")
+
+
+def test_a_directory_prepared_before_shards_fails_with_one_line_saying_to_prepare_again(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format_version": 1}')
+    with pytest.raises(DataError) as caught:
+        PreparedData.load(tmp_path / "old")
+    message = str(caught.value)
+    assert "\n" not in message and "run `chatbot prepare` on the corpus again" in message
 
 
 @pytest.mark.shared_data
@@ -290,4 +298,71 @@ def test_generic_replies_are_dropped_from_the_training_split_only(tmp_path):
     assert any(ex.response == "Thank you." for ex in data.examples("valid"))
     dropped = stats["generic_filter"]
     assert dropped["replies_dropped"] == 1 and dropped["most_dropped"][0]["reply"] == "thank you"
-    assert stats["splits"]["train"]["examples"] == 80 - 16 - dropped["examples_dropped"]
+    valid = stats["splits"]["valid"]["examples"]
+    assert stats["splits"]["train"]["examples"] == 80 - valid - dropped["examples_dropped"]
+    assert len(data.examples("train")) == stats["splits"]["train"]["examples"]
+
+
+def test_shards_hold_the_token_ids_of_the_jsonl_examples(tmp_path):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl")
+    prepare("jsonl", [corpus], tmp_path / "p", CONFIG)
+    data = PreparedData.load(tmp_path / "p")
+    for split in ("train", "valid"):
+        shards = data.shards(split)
+        assert sum(s.examples for s in shards) == len(data.examples(split)) > 0
+        encoded = encode_examples(data.examples(split), data.tokenizer)
+        expected = sorted(
+            (tuple(s.tolist()), tuple(t.tolist()))
+            for s, t in zip(encoded.sources, encoded.targets, strict=True)
+        )
+        dataset = read_shards([s.path for s in shards], shuffle=False, seed=0)
+        read = sorted(
+            (tuple(s.tolist()), tuple(t.tolist())) for s, t in dataset.as_numpy_iterator()
+        )
+        assert read == expected
+
+
+def _example_set(data, split):
+    return sorted(ex.to_json() for ex in data.examples(split))
+
+
+def test_parts_prepared_apart_and_merged_equal_one_process(tmp_path):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl", dialogues=60, bad_lines=[(3, "{")])
+    whole = prepare("jsonl", [corpus], tmp_path / "whole", CONFIG)
+    info = prepare_tokenizer("jsonl", [corpus], tmp_path / "tok", CONFIG)
+    assert info["train_dialogues"] == whole["splits"]["train"]["dialogues"]
+    assert (tmp_path / "tok" / "tokenizer.model").read_bytes() == (
+        tmp_path / "whole" / "tokenizer.model"
+    ).read_bytes()
+    tokenizer = tmp_path / "tok" / "tokenizer.model"
+    for index in (2, 0, 1):
+        prepare("jsonl", [corpus], tmp_path / "parts", CONFIG, tokenizer_from=tokenizer,
+                part=Part(index, 3))  # fmt: skip
+    with pytest.raises(DataError, match="no such prepared data"):
+        PreparedData.load(tmp_path / "nothing")
+    with pytest.raises(DataError, match=r"manifest\.json: missing"):
+        PreparedData.load(tmp_path / "parts")  # not a prepared directory until merged
+    merged = merge_parts(tmp_path / "parts")
+
+    a, b = PreparedData.load(tmp_path / "whole"), PreparedData.load(tmp_path / "parts")
+    for split in ("train", "valid"):
+        assert _example_set(a, split) == _example_set(b, split)
+        assert merged["splits"][split] == whole["splits"][split]
+        assert len(b.shards(split)) == 3 * 8
+    assert merged["skipped"]["by_kind"] == whole["skipped"]["by_kind"] == {"malformed": 1}
+    assert (tmp_path / "parts" / "skipped.jsonl").read_text() == (
+        tmp_path / "whole" / "skipped.jsonl"
+    ).read_text()
+
+
+def test_merging_refuses_a_missing_part_and_parts_need_a_shared_tokenizer(tmp_path):
+    corpus = write_jsonl_corpus(tmp_path / "chats.jsonl")
+    with pytest.raises(ConfigError, match="--tokenizer-only"):
+        prepare("jsonl", [corpus], tmp_path / "parts", CONFIG, part=Part(0, 2))
+    prepare_tokenizer("jsonl", [corpus], tmp_path / "tok", CONFIG)
+    tokenizer = tmp_path / "tok" / "tokenizer.model"
+    prepare("jsonl", [corpus], tmp_path / "parts", CONFIG, tokenizer_from=tokenizer,
+            part=Part(1, 2))  # fmt: skip
+    with pytest.raises(DataError, match=r"1 part\(s\) found for 2; .*part-00000-of-00002"):
+        merge_parts(tmp_path / "parts")
+    assert not (tmp_path / "parts" / "manifest.json").exists()

@@ -2,12 +2,14 @@
 
 `load_corpus("dailydialog", ["train.zip"])` returns an `ImportResult`: the usable `Dialogue`s and
 a `Skip` for every record that could not be used, with its file, line and reason. Importers keep
-text as written (stripped only); normalization happens later.
+text as written (stripped only); normalization happens later. `stream_corpus` yields the same
+records a part at a time (a block of lines of a JSONL, TSV or DailyDialog text file; a YAML
+file; a zip member; a Cornell corpus), so a corpus of any size can be read in bounded memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from chatbot.corpora.chatterbot import read_chatterbot
@@ -26,9 +28,10 @@ __all__ = [
     "Skip",
     "Turn",
     "load_corpus",
+    "stream_corpus",
 ]
 
-FORMATS: dict[str, Callable[[Sequence[Path]], ImportResult]] = {
+FORMATS: dict[str, Callable[[Sequence[Path]], Iterator[ImportResult]]] = {
     "dailydialog": read_dailydialog,
     "cornell": read_cornell,
     "chatterbot": read_chatterbot,
@@ -39,11 +42,16 @@ FORMATS: dict[str, Callable[[Sequence[Path]], ImportResult]] = {
 
 def load_corpus(fmt: str, paths: Sequence[str | Path]) -> ImportResult:
     """Import files or directories of one format, merged into one result (a lone string is
-    taken as one path, not as a sequence of characters).
+    taken as one path, not as a sequence of characters); `stream_corpus` says what raises."""
+    return ImportResult.merged(stream_corpus(fmt, paths))
 
-    Raises DataError for an unknown format, no paths, a path that does not exist or cannot be
-    read, or input the format cannot use at all (e.g. a Cornell lines file without its
-    conversations).
+
+def stream_corpus(fmt: str, paths: Sequence[str | Path]) -> Iterator[ImportResult]:
+    """The records of files or directories of one format, a part at a time, in order.
+
+    Raises DataError for an unknown format, no paths or a path that does not exist (at once),
+    or, as it is read, for a path that cannot be read or input the format cannot use at all
+    (e.g. a Cornell lines file without its conversations).
     """
     importer = FORMATS.get(fmt)
     if importer is None:

@@ -7,12 +7,15 @@ instead of the whole file, and every record keeps its 1-based line number for er
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.corpora.records import ImportResult, Skip, make_dialogue
 from chatbot.errors import DataError
+
+BLOCK_LINES = 10_000  # lines decoded at a time by `iter_line_blocks`
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,14 @@ def read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read: {err.strerror or err}") from err
 
 
-def split_lines(data: bytes, file: str, encoding: str) -> TextLines:
-    """Split on LF (dropping a CR before it) and decode each line alone.
+def split_lines(data: bytes, file: str, encoding: str, *, first: int = 1) -> TextLines:
+    """Split on LF (dropping a CR before it) and decode each line alone; `data` starts at line
+    `first` of `file`, so numbers (and `count`) are the file's.
 
     `encoding` must be ASCII-compatible (UTF-8, ISO-8859-1...) so that byte 0x0A is always a line
     feed. A UTF-8 byte-order mark at the start of the file is dropped.
     """
-    if codecs.lookup(encoding).name == "utf-8":
+    if first == 1 and codecs.lookup(encoding).name == "utf-8":
         data = data.removeprefix(codecs.BOM_UTF8)
     chunks = data.split(b"\n")
     terminated = chunks[-1] == b""
@@ -72,7 +76,7 @@ def split_lines(data: bytes, file: str, encoding: str) -> TextLines:
         chunks.pop()
     lines: list[Line] = []
     skipped: list[Skip] = []
-    for number, chunk in enumerate(chunks, start=1):
+    for number, chunk in enumerate(chunks, start=first):
         raw = chunk.removesuffix(b"\r")
         try:
             text = raw.decode(encoding)
@@ -83,12 +87,25 @@ def split_lines(data: bytes, file: str, encoding: str) -> TextLines:
             continue
         if text.strip():
             lines.append(Line(number, text))
-    return TextLines(file, lines, skipped, terminated, len(chunks))
+    return TextLines(file, lines, skipped, terminated, first - 1 + len(chunks))
 
 
 def read_lines(path: Path, encoding: str) -> TextLines:
     """`split_lines` of a file on disk."""
     return split_lines(read_bytes(path), str(path), encoding)
+
+
+def iter_line_blocks(path: Path, encoding: str, size: int = BLOCK_LINES) -> Iterator[TextLines]:
+    """`split_lines` of a file on disk, `size` lines at a time, numbered as in the whole file:
+    one-record-a-line formats are read in memory that does not grow with the file."""
+    try:
+        with path.open("rb") as handle:
+            first = 1
+            while block := list(itertools.islice(handle, size)):
+                yield split_lines(b"".join(block), str(path), encoding, first=first)
+                first += len(block)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from err
 
 
 def expand(paths: Sequence[Path], wanted: Callable[[str], bool], what: str) -> list[Path]:

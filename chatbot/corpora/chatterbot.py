@@ -16,7 +16,7 @@ the recursive composer can exhaust the stack.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import yaml
@@ -59,12 +59,11 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def read_chatterbot(paths: Sequence[Path]) -> ImportResult:
-    """Read YAML files and directories of them (recursively, in sorted order)."""
-    result = ImportResult()
+def read_chatterbot(paths: Sequence[Path]) -> Iterator[ImportResult]:
+    """Read YAML files and directories of them (recursively, in sorted order), a file at a
+    time."""
     for path in expand(paths, lambda name: name.endswith(SUFFIXES), "*.yml / *.yaml files"):
-        result.extend(parse(read_bytes(path), str(path)))
-    return result
+        yield parse(read_bytes(path), str(path))
 
 
 def parse(data: bytes, file: str) -> ImportResult:

@@ -11,7 +11,7 @@ mid-utterance); a conversation naming a line that is absent or was skipped is a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +34,11 @@ class _Corpus:
     conversations: Path
 
 
-def read_cornell(paths: Sequence[Path]) -> ImportResult:
-    """Read every corpus named by `paths` (directories, or one lines + conversations pair)."""
-    result = ImportResult()
+def read_cornell(paths: Sequence[Path]) -> Iterator[ImportResult]:
+    """Read every corpus named by `paths` (directories, or one lines + conversations pair), a
+    corpus at a time (its conversations name lines anywhere in its lines file)."""
     for corpus in _find_corpora(paths):
-        result.extend(_read(corpus))
-    return result
+        yield _read(corpus)
 
 
 def _find_corpora(paths: Sequence[Path]) -> list[_Corpus]:

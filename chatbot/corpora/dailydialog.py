@@ -19,10 +19,17 @@ import io
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from chatbot.corpora._io import TextLines, add_dialogue, expand, read_bytes, read_lines, split_lines
+from chatbot.corpora._io import (
+    TextLines,
+    add_dialogue,
+    expand,
+    iter_line_blocks,
+    read_bytes,
+    split_lines,
+)
 from chatbot.corpora.records import ImportResult, Skip
 from chatbot.errors import DataError
 
@@ -43,18 +50,17 @@ def is_dialogues_file(name: str) -> bool:
     return bool(_TEXT_FILE.fullmatch(name)) and not _LABEL_FILE.fullmatch(name)
 
 
-def read_dailydialog(paths: Sequence[Path]) -> ImportResult:
-    """Read DailyDialog zips, dialogue files and directories into one result."""
-    result = ImportResult()
+def read_dailydialog(paths: Sequence[Path]) -> Iterator[ImportResult]:
+    """Read DailyDialog zips, dialogue files and directories, a zip member or a block of a
+    file's lines at a time."""
     for path in expand(paths, is_dialogues_file, "dialogues_<split>.txt files"):
         if path.suffix.lower() == ".zip":
             for member, data in _zip_members(path):
-                result.extend(parse(split_lines(data, f"{path}/{member}", ENCODING)))
+                yield parse(split_lines(data, f"{path}/{member}", ENCODING))
         elif _LABEL_FILE.fullmatch(path.name):
             raise DataError(f"{path}: a label file, not dialogues; give dialogues_<split>.txt")
         else:
-            result.extend(parse(read_lines(path, ENCODING)))
-    return result
+            yield from map(parse, iter_line_blocks(path, ENCODING))
 
 
 def parse(text: TextLines) -> ImportResult:

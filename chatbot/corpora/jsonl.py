@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from chatbot.corpora._io import TextLines, add_dialogue, expand, read_lines
+from chatbot.corpora._io import TextLines, add_dialogue, expand, iter_line_blocks
 from chatbot.corpora.records import ImportResult, Skip
 
 ENCODING = "utf-8"
@@ -34,12 +34,11 @@ class _MalformedError(ValueError):
     """A JSON value that does not have the shape of a dialogue."""
 
 
-def read_jsonl(paths: Sequence[Path]) -> ImportResult:
-    """Read JSONL files and directories of `*.jsonl` files (recursively, in sorted order)."""
-    result = ImportResult()
+def read_jsonl(paths: Sequence[Path]) -> Iterator[ImportResult]:
+    """Read JSONL files and directories of `*.jsonl` files (recursively, in sorted order), a
+    block of lines at a time."""
     for path in expand(paths, lambda name: name.endswith(".jsonl"), "*.jsonl files"):
-        result.extend(parse(read_lines(path, ENCODING)))
-    return result
+        yield from map(parse, iter_line_blocks(path, ENCODING))
 
 
 def parse(text: TextLines) -> ImportResult:

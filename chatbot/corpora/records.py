@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -79,6 +79,14 @@ class ImportResult:
 
     dialogues: list[Dialogue] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+
+    @classmethod
+    def merged(cls, parts: Iterable[ImportResult]) -> ImportResult:
+        """One result holding every part's dialogues and skips, in order."""
+        result = cls()
+        for part in parts:
+            result.extend(part)
+        return result
 
     def extend(self, other: ImportResult) -> None:
         self.dialogues.extend(other.dialogues)

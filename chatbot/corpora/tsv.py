@@ -6,21 +6,20 @@ lines are ignored. Text is only stripped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from chatbot.corpora._io import TextLines, add_dialogue, expand, read_lines
+from chatbot.corpora._io import TextLines, add_dialogue, expand, iter_line_blocks
 from chatbot.corpora.records import ImportResult, Skip
 
 ENCODING = "utf-8"
 
 
-def read_tsv(paths: Sequence[Path]) -> ImportResult:
-    """Read TSV files and directories of `*.tsv` files (recursively, in sorted order)."""
-    result = ImportResult()
+def read_tsv(paths: Sequence[Path]) -> Iterator[ImportResult]:
+    """Read TSV files and directories of `*.tsv` files (recursively, in sorted order), a block
+    of lines at a time."""
     for path in expand(paths, lambda name: name.endswith(".tsv"), "*.tsv files"):
-        result.extend(parse(read_lines(path, ENCODING)))
-    return result
+        yield from map(parse, iter_line_blocks(path, ENCODING))
 
 
 def parse(text: TextLines) -> ImportResult:

@@ -9,6 +9,7 @@ together.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,12 @@ import keras
 import tensorflow as tf
 
 from chatbot.config import DistributionStrategy, TrainingConfig
+from chatbot.errors import DataError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.pipeline import EncodedExamples, batches_per_epoch, make_dataset, shard
+from chatbot.pipeline import batches_per_epoch, make_dataset
+from chatbot.shards import Shard, read_shards, total_lengths
+
+log = logging.getLogger(__name__)
 
 
 def make_strategy(name: DistributionStrategy) -> tf.distribute.Strategy:
@@ -57,11 +62,17 @@ class Loops:
         return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
     def distributed(
-        self, encoded: EncodedExamples, *, shuffle: bool, seed: int, skip: int = 0
+        self, shards: list[Shard], *, shuffle: bool, seed: int, skip: int = 0
     ) -> tuple[Any, int]:
-        """(distributed dataset, global steps): every input pipeline gets its own share of the
-        examples and the same number of batches, so no replica waits for another forever."""
+        """(distributed dataset, global steps): every input pipeline (one a worker) reads its
+        own shard files, every `pipelines`-th from its index, and yields the same number of
+        batches, so no replica waits for another forever."""
         pipelines = self.input_pipelines()
+        if len(shards) < pipelines:
+            raise DataError(
+                f"{len(shards)} shard file(s) for {pipelines} workers, each of which reads its "
+                "own: prepare the data again with --shards of at least the number of workers"
+            )
         replicas = self.strategy.num_replicas_in_sync
         lengths = dict(
             batch_size=max(1, self.training.batch_size // replicas),
@@ -71,13 +82,21 @@ class Loops:
         )
         replicas_per_pipeline = max(1, replicas // pipelines)
         batches = min(
-            batches_per_epoch(shard(encoded, i, pipelines), **lengths) for i in range(pipelines)
+            batches_per_epoch(total_lengths(shards[i::pipelines]), **lengths)
+            for i in range(pipelines)
         )
         steps = batches // replicas_per_pipeline
 
         def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            part = shard(encoded, context.input_pipeline_id, context.num_input_pipelines)
-            dataset = make_dataset(part, shuffle=shuffle, seed=seed, **lengths)
+            mine = shards[context.input_pipeline_id :: context.num_input_pipelines]
+            log.info(
+                "input pipeline %d of %d reads %s",
+                context.input_pipeline_id + 1,
+                context.num_input_pipelines,
+                " ".join(shard.path.name for shard in mine),
+            )
+            examples = read_shards([shard.path for shard in mine], shuffle=shuffle, seed=seed)
+            dataset = make_dataset(examples, shuffle=shuffle, seed=seed, **lengths)
             dataset = dataset.take(steps * replicas_per_pipeline)
             return dataset.skip(skip * replicas_per_pipeline)
 
@@ -131,11 +150,11 @@ class Loops:
         hooks.on_train_end(logs)
         return {key: [float(value)] for key, value in logs.items()}, model.stop_training
 
-    def validate(self, model: Seq2Seq, examples: EncodedExamples) -> dict[str, float]:
-        """Validation loss and perplexity over `examples` (none without examples)."""
-        if not len(examples):
+    def validate(self, model: Seq2Seq, shards: list[Shard]) -> dict[str, float]:
+        """Validation loss and perplexity over the examples in `shards` (none without any)."""
+        if not sum(shard.examples for shard in shards):
             return {}
-        dataset, steps = self.distributed(examples, shuffle=False, seed=0)
+        dataset, steps = self.distributed(shards, shuffle=False, seed=0)
         if not steps:
             return {}
         if self.multi_worker:

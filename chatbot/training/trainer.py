@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -27,8 +27,8 @@ from chatbot.bundle import Bundle
 from chatbot.config import Config, DistributionStrategy, Precision
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.pipeline import EncodedExamples, encode_examples
 from chatbot.prepare import PreparedData
+from chatbot.shards import Shard
 from chatbot.training.callbacks import Progress, StepCounter, TimeBudget
 from chatbot.training.checkpoints import RESUME_HINT, Checkpoints, RunState
 from chatbot.training.loops import Loops, make_strategy
@@ -147,22 +147,19 @@ class Trainer:
         log.info("starting from the weights of %s", path)
         return bundle.model.get_weights()
 
-    def _encoded(self, split: Literal["train", "valid"]) -> EncodedExamples:
-        return encode_examples(self.data.examples(split), self.data.tokenizer)
-
     def _run(self, started: float, deadline: float | None) -> TrainReport:
         training = self.config.training
         model, state = self._build()
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:
             checkpoints.restore_latest()
-        train_examples, valid_examples = self._encoded("train"), self._encoded("valid")
+        train_shards, valid_shards = self.data.shards("train"), self.data.shards("valid")
         budget = TimeBudget(deadline)
         stopped, tokens_per_second = "finished", 0.0
         while int(state.epoch.numpy()) < training.epochs:
-            epoch = self._train_epoch(model, state, checkpoints, train_examples, budget)
+            epoch = self._train_epoch(model, state, checkpoints, train_shards, budget)
             tokens_per_second = epoch.tokens_per_second or tokens_per_second
-            epoch.record.update(self.loops.validate(model, valid_examples))
+            epoch.record.update(self.loops.validate(model, valid_shards))
             stop = self._end_epoch(model, state, checkpoints, epoch.record)
             if epoch.expired:
                 checkpoints.save()
@@ -182,14 +179,14 @@ class Trainer:
         model: Seq2Seq,
         state: RunState,
         checkpoints: Checkpoints,
-        examples: EncodedExamples,
+        shards: list[Shard],
         budget: TimeBudget,
     ) -> _Epoch:
         """Train the rest of the current epoch, from its saved position."""
         training = self.config.training
         epoch, position = int(state.epoch.numpy()), int(state.position.numpy())
         dataset, steps = self.loops.distributed(
-            examples, shuffle=True, seed=training.seed + epoch, skip=position
+            shards, shuffle=True, seed=training.seed + epoch, skip=position
         )
         progress = Progress(epoch, training.epochs, steps, position)
         saver = StepCounter(state.position, training.checkpoint_every_steps, checkpoints.save)

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.corpora import Turn
-from chatbot.corpora.chatterbot import read_chatterbot
+from chatbot.corpora import Turn, load_corpus
 from chatbot.errors import DataError
 
 TRIVIA = """\
@@ -33,7 +32,7 @@ def write(path: Path, text: str) -> Path:
 def test_conversations_with_line_numbers(tmp_path: Path) -> None:
     path = write(tmp_path / "trivia.yml", TRIVIA)
 
-    result = read_chatterbot([path])
+    result = load_corpus("chatterbot", [path])
 
     assert [d.source for d in result.dialogues] == [f"{path}:4", f"{path}:6", f"{path}:10"]
     assert result.dialogues[1].turns == (
@@ -49,7 +48,7 @@ def test_conversations_with_line_numbers(tmp_path: Path) -> None:
 def test_string_conversation_is_malformed(tmp_path: Path) -> None:
     path = write(tmp_path / "trivia.yml", TRIVIA)
 
-    (skip,) = read_chatterbot([path]).skipped
+    (skip,) = load_corpus("chatterbot", [path]).skipped
 
     assert (skip.file, skip.line, skip.kind) == (str(path), 8, "malformed")
     assert skip.detail == "conversation is a str of 88 characters, not a list of turns"
@@ -59,7 +58,7 @@ def test_unquoted_scalars_are_kept_as_written(tmp_path: Path) -> None:
     text = "conversations:\n- - In what year?\n  - 1963\n- - Python 3.10?\n  - yes\n  - ~\n"
     path = write(tmp_path / "numbers.yml", text)
 
-    result = read_chatterbot([path])
+    result = load_corpus("chatterbot", [path])
 
     assert [[t.text for t in d.turns] for d in result.dialogues] == [
         ["In what year?", "1963"],
@@ -70,7 +69,7 @@ def test_unquoted_scalars_are_kept_as_written(tmp_path: Path) -> None:
 def test_apostrophes_are_kept_verbatim(tmp_path: Path) -> None:
     path = write(tmp_path / "a.yml", "conversations:\n- - Don't you?\n  - I\u2019m not sure .\n")
 
-    (dialogue,) = read_chatterbot([path]).dialogues
+    (dialogue,) = load_corpus("chatterbot", [path]).dialogues
 
     assert [t.text for t in dialogue.turns] == ["Don't you?", "I\u2019m not sure ."]
 
@@ -79,7 +78,7 @@ def test_nested_turn_is_malformed_and_single_turn_is_too_few(tmp_path: Path) -> 
     text = "conversations:\n- - Hi\n  - - nested\n- - Alone\n- - A\n  - B\n"
     path = write(tmp_path / "bad.yml", text)
 
-    result = read_chatterbot([path])
+    result = load_corpus("chatterbot", [path])
 
     assert [(s.line, s.kind, s.detail) for s in result.skipped] == [
         (2, "malformed", "turn 2 is a list, not a string"),
@@ -103,7 +102,7 @@ def test_unusable_file_is_one_malformed_skip(
 ) -> None:
     path = write(tmp_path / "bad.yml", text)
 
-    result = read_chatterbot([path])
+    result = load_corpus("chatterbot", [path])
 
     assert result.dialogues == []
     (skip,) = result.skipped
@@ -115,7 +114,7 @@ def test_non_utf8_file_is_undecodable_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.yml"
     path.write_bytes(b"\xef\xbb\xbfconversations:\n- - Hi\n  - Caf\xe9\n")
 
-    (skip,) = read_chatterbot([path]).skipped
+    (skip,) = load_corpus("chatterbot", [path]).skipped
 
     assert (skip.line, skip.kind) == (3, "undecodable")
 
@@ -126,7 +125,7 @@ def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
     write(tmp_path / "a.yml", "conversations:\n- - c1\n  - c2\n")
     write(tmp_path / "notes.txt", "not yaml: [")
 
-    result = read_chatterbot([tmp_path])
+    result = load_corpus("chatterbot", [tmp_path])
 
     assert [d.turns[0].text for d in result.dialogues] == ["c1", "b1", "a1"]
     assert result.skipped == []
@@ -134,13 +133,13 @@ def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
 
 def test_directory_without_yaml_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no \*.yml / \*.yaml files found"):
-        read_chatterbot([tmp_path])
+        load_corpus("chatterbot", [tmp_path])
 
 
 @pytest.mark.shared_data
 def test_real_english_corpus(shared_data: Path) -> None:
     folder = shared_data / "chatterbot-english"
-    result = read_chatterbot([folder])
+    result = load_corpus("chatterbot", [folder])
 
     assert len({d.source.rsplit(":", 1)[0] for d in result.dialogues}) == 21
     assert len(result.dialogues) == 2_025

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.corpora import ImportResult, Turn
-from chatbot.corpora.cornell import read_cornell
+from chatbot.corpora import ImportResult, Turn, load_corpus
 from chatbot.errors import DataError
 
 LINES = [
@@ -45,7 +44,7 @@ def write_sample(folder: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def sample(tmp_path: Path) -> ImportResult:
     write_sample(tmp_path)
-    return read_cornell([tmp_path])
+    return load_corpus("cornell", [tmp_path])
 
 
 def test_conversations_are_joined_with_speakers_and_latin1_text(
@@ -109,7 +108,7 @@ def test_complete_file_has_no_truncated_skip(tmp_path: Path) -> None:
     lines, _ = write_sample(tmp_path)
     lines.write_bytes(lines.read_bytes() + b"\r\n")
 
-    result = read_cornell([tmp_path])
+    result = load_corpus("cornell", [tmp_path])
 
     assert "truncated" not in result.skip_counts()
     assert result.skip_counts()["missing_reference"] == 1
@@ -118,7 +117,7 @@ def test_complete_file_has_no_truncated_skip(tmp_path: Path) -> None:
 def test_two_files_given_explicitly(tmp_path: Path) -> None:
     lines, conversations = write_sample(tmp_path)
 
-    result = read_cornell([conversations, lines])
+    result = load_corpus("cornell", [conversations, lines])
 
     assert len(result.dialogues) == 2
 
@@ -127,10 +126,10 @@ def test_missing_conversations_file_is_an_error(tmp_path: Path) -> None:
     lines, conversations = write_sample(tmp_path)
 
     with pytest.raises(DataError, match=r"movie_conversations\*.txt missing"):
-        read_cornell([lines])
+        load_corpus("cornell", [lines])
     conversations.unlink()
     with pytest.raises(DataError, match=r"no movie_conversations\*.txt in this directory"):
-        read_cornell([tmp_path])
+        load_corpus("cornell", [tmp_path])
 
 
 def test_ambiguous_directory_is_an_error(tmp_path: Path) -> None:
@@ -138,7 +137,7 @@ def test_ambiguous_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "movie_lines.txt").write_bytes(lines.read_bytes())
 
     with pytest.raises(DataError, match=r"more than one movie_lines\*.txt"):
-        read_cornell([tmp_path])
+        load_corpus("cornell", [tmp_path])
 
 
 def test_file_name_that_is_neither_role_is_an_error(tmp_path: Path) -> None:
@@ -146,14 +145,14 @@ def test_file_name_that_is_neither_role_is_an_error(tmp_path: Path) -> None:
     path.write_text("m0\n", encoding="latin-1")
 
     with pytest.raises(DataError, match="cannot tell movie_lines from movie_conversations"):
-        read_cornell([path])
+        load_corpus("cornell", [path])
 
 
 def test_several_directories_are_merged(tmp_path: Path) -> None:
     write_sample(tmp_path / "a")
     write_sample(tmp_path / "b")
 
-    result = read_cornell([tmp_path / "a", tmp_path / "b"])
+    result = load_corpus("cornell", [tmp_path / "a", tmp_path / "b"])
 
     assert len(result.dialogues) == 4
     assert result.dialogues[2].source.startswith(str(tmp_path / "b"))
@@ -162,7 +161,7 @@ def test_several_directories_are_merged(tmp_path: Path) -> None:
 @pytest.mark.shared_data
 def test_real_sample(shared_data: Path) -> None:
     folder = shared_data / "cornell-sample"
-    result = read_cornell([folder])
+    result = load_corpus("cornell", [folder])
 
     assert len(result.dialogues) == 8_064
     assert sum(len(d.turns) - 1 for d in result.dialogues) == 20_605

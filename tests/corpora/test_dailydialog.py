@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.corpora import ImportResult, Turn
-from chatbot.corpora.dailydialog import read_dailydialog
+from chatbot.corpora import ImportResult, Turn, load_corpus
 from chatbot.errors import DataError
 
 DIALOGUES = (
@@ -30,7 +29,7 @@ def write_zip(path: Path, split: str, dialogues: str, acts: str, emotions: str) 
 def test_release_zip_reads_only_the_dialogues_member(tmp_path: Path) -> None:
     archive = write_zip(tmp_path / "train.zip", "train", DIALOGUES, "3 4 2\n2 1\n", "0 0 0\n0 4\n")
 
-    result = read_dailydialog([archive])
+    result = load_corpus("dailydialog", [archive])
 
     member = f"{archive}/train/dialogues_train.txt"
     assert result.skipped == []
@@ -47,7 +46,7 @@ def test_act_label_count_mismatch_does_not_lose_utterances(tmp_path: Path) -> No
     acts = "3 4\n1\n"
     archive = write_zip(tmp_path / "train.zip", "train", DIALOGUES, acts, "0 0 0 0\n")
 
-    result = read_dailydialog([archive])
+    result = load_corpus("dailydialog", [archive])
 
     assert [len(d.turns) for d in result.dialogues] == [3, 2]
     assert result.skipped == []
@@ -57,7 +56,7 @@ def test_pretokenized_text_and_mixed_apostrophes_are_kept_verbatim(tmp_path: Pat
     text = "I don't know . __eou__ It \u2019 s fine , isn't it ? __eou__\n"
     archive = write_zip(tmp_path / "validation.zip", "validation", text, "1 2\n", "0 0\n")
 
-    (dialogue,) = read_dailydialog([archive]).dialogues
+    (dialogue,) = load_corpus("dailydialog", [archive]).dialogues
 
     assert [t.text for t in dialogue.turns] == ["I don't know .", "It \u2019 s fine , isn't it ?"]
 
@@ -68,7 +67,7 @@ def test_extracted_file_with_crlf_and_blank_lines(tmp_path: Path) -> None:
         b"Hi . __eou__ Hello . __eou__\r\n\r\n   \r\nBye . __eou__ See you . __eou__\r\n"
     )
 
-    result = read_dailydialog([path])
+    result = load_corpus("dailydialog", [path])
 
     assert result.skipped == []
     assert [d.source for d in result.dialogues] == [f"{path}:1", f"{path}:4"]
@@ -86,7 +85,7 @@ def test_bad_lines_are_skipped_with_their_line_numbers(tmp_path: Path) -> None:
         b"Three . __eou__ Four . __eou__"
     )
 
-    result = read_dailydialog([path])
+    result = load_corpus("dailydialog", [path])
 
     assert [(s.line, s.kind) for s in result.skipped] == [
         (5, "undecodable"),
@@ -102,7 +101,7 @@ def test_empty_utterances_are_dropped(tmp_path: Path) -> None:
     path = tmp_path / "dialogues_train.txt"
     path.write_text("Hi . __eou__  __eou__ Hello . __eou__\n", encoding="utf-8")
 
-    (dialogue,) = read_dailydialog([path]).dialogues
+    (dialogue,) = load_corpus("dailydialog", [path]).dialogues
 
     assert dialogue.turns == (Turn("Hi .", "A"), Turn("Hello .", "A"))
 
@@ -113,7 +112,7 @@ def test_directory_finds_dialogue_files_and_ignores_label_files(tmp_path: Path) 
     (tmp_path / "train" / "dialogues_act_train.txt").write_text("1 2 3\n", encoding="utf-8")
     (tmp_path / "train" / "dialogues_emotion_train.txt").write_text("0 0 0\n", encoding="utf-8")
 
-    result = read_dailydialog([tmp_path])
+    result = load_corpus("dailydialog", [tmp_path])
 
     assert len(result.dialogues) == 2
     assert result.skipped == []
@@ -124,7 +123,7 @@ def test_label_file_given_explicitly_is_an_error(tmp_path: Path) -> None:
     path.write_text("1 2 3\n", encoding="utf-8")
 
     with pytest.raises(DataError, match=r"dialogues_act_train\.txt: a label file, not dialogues"):
-        read_dailydialog([path])
+        load_corpus("dailydialog", [path])
 
 
 def test_zip_without_dialogues_member_is_an_error(tmp_path: Path) -> None:
@@ -133,7 +132,7 @@ def test_zip_without_dialogues_member_is_an_error(tmp_path: Path) -> None:
         out.writestr("train/dialogues_act_train.txt", "1 2\n")
 
     with pytest.raises(DataError, match=r"other.zip: no dialogues_<split>.txt inside this zip"):
-        read_dailydialog([archive])
+        load_corpus("dailydialog", [archive])
 
 
 def test_corrupt_zip_is_an_error(tmp_path: Path) -> None:
@@ -141,17 +140,17 @@ def test_corrupt_zip_is_an_error(tmp_path: Path) -> None:
     archive.write_bytes(b"not a zip at all")
 
     with pytest.raises(DataError, match=r"train\.zip: not a valid zip file"):
-        read_dailydialog([archive])
+        load_corpus("dailydialog", [archive])
 
 
 def test_directory_without_dialogue_files_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no dialogues_<split>.txt files found"):
-        read_dailydialog([tmp_path])
+        load_corpus("dailydialog", [tmp_path])
 
 
 @pytest.fixture(scope="module")
 def real_train(shared_data: Path) -> ImportResult:
-    return read_dailydialog([shared_data / "dailydialog" / "train.zip"])
+    return load_corpus("dailydialog", [shared_data / "dailydialog" / "train.zip"])
 
 
 @pytest.mark.shared_data
@@ -181,7 +180,7 @@ def test_real_train_keeps_curly_apostrophes(real_train: ImportResult) -> None:
 
 @pytest.mark.shared_data
 def test_real_validation_zip(shared_data: Path) -> None:
-    result = read_dailydialog([shared_data / "dailydialog" / "validation.zip"])
+    result = load_corpus("dailydialog", [shared_data / "dailydialog" / "validation.zip"])
 
     assert len(result.dialogues) == 1_000
     assert sum(len(d.turns) - 1 for d in result.dialogues) == 7_069

@@ -3,8 +3,7 @@
 import json
 from pathlib import Path
 
-from chatbot.corpora import Turn
-from chatbot.corpora.jsonl import read_jsonl
+from chatbot.corpora import Turn, load_corpus
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -31,7 +30,7 @@ def test_string_turns_and_object_turns(tmp_path: Path) -> None:
         ],
     )
 
-    result = read_jsonl([path])
+    result = load_corpus("jsonl", [path])
 
     assert result.skipped == []
     assert [d.source for d in result.dialogues] == [f"{path}:1", f"{path}:3"]
@@ -54,7 +53,7 @@ def test_wrong_shapes_are_malformed_with_what_was_expected(tmp_path: Path) -> No
         ],
     )
 
-    result = read_jsonl([path])
+    result = load_corpus("jsonl", [path])
 
     turn = 'a string or an object {"text": string, "speaker": string (optional)}'
     assert [(s.line, s.kind, s.detail) for s in result.skipped] == [
@@ -78,7 +77,7 @@ def test_undecodable_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b'{"turns": ["caf\xe9", "x"]}\r\n{"turns": ["a", "b"]}\r\n')
 
-    result = read_jsonl([path])
+    result = load_corpus("jsonl", [path])
 
     assert [(s.line, s.kind) for s in result.skipped] == [(1, "undecodable")]
     assert [d.source for d in result.dialogues] == [f"{path}:2"]

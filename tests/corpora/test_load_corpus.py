@@ -7,7 +7,7 @@ import pytest
 
 import chatbot.corpora
 from chatbot.corpora import FORMATS, Dialogue, ImportResult, Skip, Turn, load_corpus
-from chatbot.corpora._io import Line, read_bytes, split_lines
+from chatbot.corpora._io import Line, iter_line_blocks, read_bytes, split_lines
 from chatbot.corpora.records import make_dialogue
 from chatbot.errors import DataError
 
@@ -45,10 +45,10 @@ def test_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     path = tmp_path / "locked.tsv"
     path.write_text("a\tb\n")
 
-    def refuse(self: Path) -> bytes:
+    def refuse(self: Path, *args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     message = rf"^{re.escape(str(path))}: cannot read: Permission denied$"
     with pytest.raises(DataError, match=message):
         load_corpus("tsv", [path])
@@ -130,3 +130,18 @@ def test_make_dialogue_drops_empty_turns_with_their_speakers() -> None:
     assert dialogue == Dialogue((Turn("hi", "A"), Turn("yo", None)), "f:1")
     assert make_dialogue(["hi", ""], None, "f:2") is None
     assert ImportResult().skip_counts() == {}
+
+
+def test_line_blocks_keep_the_files_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"\xef\xbb\xbfone\n\ntwo\nbad \xff\nfive\nsix")
+    blocks = list(iter_line_blocks(path, "utf-8", size=2))
+    assert [(line.number, line.text) for b in blocks for line in b.lines] == [
+        (1, "one"),
+        (3, "two"),
+        (5, "five"),
+        (6, "six"),
+    ]
+    assert [(s.line, s.kind) for b in blocks for s in b.skipped] == [(4, "undecodable")]
+    assert blocks[-1].count == 6 and not blocks[-1].terminated
+    assert blocks[-1].pop_cut_off() == Line(6, "six")

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.corpora import Turn
-from chatbot.corpora.tsv import read_tsv
+from chatbot.corpora import Turn, load_corpus
 from chatbot.errors import DataError
 
 
@@ -13,7 +12,7 @@ def test_pairs_become_two_turn_dialogues(tmp_path: Path) -> None:
     path = tmp_path / "pairs.tsv"
     path.write_bytes(b"hi there\thello !\r\n\r\nDon't go\tI\xe2\x80\x99m staying .  \r\n")
 
-    result = read_tsv([path])
+    result = load_corpus("tsv", [path])
 
     assert result.skipped == []
     assert [d.source for d in result.dialogues] == [f"{path}:1", f"{path}:3"]
@@ -25,7 +24,7 @@ def test_undecodable_line_costs_only_that_line(tmp_path: Path) -> None:
     path = tmp_path / "pairs.tsv"
     path.write_bytes(b"one\ttwo\ncaf\xe9 ?\tyes\nthree\tfour")
 
-    result = read_tsv([path])
+    result = load_corpus("tsv", [path])
 
     (skip,) = result.skipped
     assert (skip.file, skip.line, skip.kind) == (str(path), 2, "undecodable")
@@ -37,7 +36,7 @@ def test_wrong_field_counts_and_empty_sides_are_malformed(tmp_path: Path) -> Non
     path = tmp_path / "pairs.tsv"
     path.write_text("no tab here\na\tb\tc\n\tonly target\nonly source\t  \nok\tfine\n")
 
-    result = read_tsv([path])
+    result = load_corpus("tsv", [path])
 
     assert [(s.line, s.kind, s.detail) for s in result.skipped] == [
         (1, "malformed", "expected 2 tab-separated fields (source, target), found 1"),
@@ -53,11 +52,11 @@ def test_directory_reads_tsv_files_only(tmp_path: Path) -> None:
     (tmp_path / "a.tsv").write_text("a\tA\n")
     (tmp_path / "readme.md").write_text("# not\tdata\n")
 
-    result = read_tsv([tmp_path])
+    result = load_corpus("tsv", [tmp_path])
 
     assert [d.turns[0].text for d in result.dialogues] == ["a", "b"]
 
 
 def test_directory_without_tsv_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no \*.tsv files found in this directory"):
-        read_tsv([tmp_path])
+        load_corpus("tsv", [tmp_path])

@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,8 +62,9 @@ def run_together(commands: list[tuple[list[str], dict[str, str]]], logs: list[Pa
 
 
 def test_two_workers_on_loopback_end_with_identical_weights(prepared: Path, tmp_path: Path):
-    """Both workers all-reduce every gradient, so their bundles must match bit for bit; the chief
-    alone writes the run's logs and shared checkpoints."""
+    """Both workers all-reduce every gradient, so their bundles must match bit for bit; each
+    reads its own half of the shard files; the chief alone writes the run's logs and shared
+    checkpoints."""
     ports = free_ports(2)
     commands = []
     for index in range(2):
@@ -72,7 +74,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(prepared: Path, tmp_
         }
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
         argv = [sys.executable, "-m", "chatbot.cli", "train", "--config", str(CONFIG)]
-        argv += ["--data", str(prepared), "--strategy", "multi_worker", "--quiet"]
+        argv += ["--data", str(prepared), "--strategy", "multi_worker"]
         argv += ["--out", str(tmp_path / f"model-{index}")]
         argv += ["--work-dir", str(tmp_path / f"work-{index}")]
         argv += [arg for value in TINY for arg in ("--set", value)]
@@ -84,6 +86,14 @@ def test_two_workers_on_loopback_end_with_identical_weights(prepared: Path, tmp_
         for index, (code, log) in enumerate(zip(codes, logs, strict=True))
     )
     assert codes == [0, 0], output
+    read = [set(re.findall(r"input pipeline \d of 2 reads (.*)", log.read_text())) for log in logs]
+    assert read[0] == {
+        " ".join(f"train-{i:05d}-of-00008.tfrecord" for i in (0, 2, 4, 6)),
+        " ".join(f"valid-{i:05d}-of-00008.tfrecord" for i in (0, 2, 4, 6)),
+    }, output
+    assert read[1] == {files.replace("00000-", "00001-").replace("00002-", "00003-")
+                       .replace("00004-", "00005-").replace("00006-", "00007-")
+                       for files in read[0]}, output  # fmt: skip
 
     chief, other = Bundle.load(tmp_path / "model-0"), Bundle.load(tmp_path / "model-1")
     for ours, theirs in zip(chief.model.weights, other.model.weights, strict=True):

@@ -1,0 +1,136 @@
+"""Encoded examples on disk: TFRecord shard files of token ids, and their length histograms.
+
+`chatbot prepare` writes each split as N shard files (`train-00003-of-00008.tfrecord`), one
+`tf.train.Example` a record with the untruncated `source` ids (the context joined by SEP and
+ended by EOS) and the bare `target` ids, examples dealt to the files in turn. Each file's
+histogram of (source length, target length + 1) counts, kept in the manifest, tells how many
+batches any set of files makes under any length limits without reading them
+(`chatbot.pipeline.batches_per_epoch`), and gives the length percentiles in stats.json exactly,
+in memory bounded by the distinct lengths rather than the corpus.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from chatbot.errors import DataError
+
+# (source length, target length + 1): the lengths `chatbot.pipeline` buckets and truncates
+# (the +1 is the EOS a target gets), mapped to how many examples have them.
+Lengths = Counter[tuple[int, int]]
+_FEATURES = {
+    "source": tf.io.RaggedFeature(tf.int64),
+    "target": tf.io.RaggedFeature(tf.int64),
+}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One TFRecord file of a split: where it is, how many examples it holds, their lengths."""
+
+    path: Path
+    examples: int
+    lengths: Lengths = field(compare=False)
+
+    def to_json(self, root: Path) -> dict[str, Any]:
+        """The manifest's entry: the path relative to the prepared directory `root`."""
+        return {
+            "path": self.path.relative_to(root).as_posix(),
+            "examples": self.examples,
+            "lengths": [[s, t, n] for (s, t), n in sorted(self.lengths.items())],
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any], root: Path, *, where: str) -> Shard:
+        try:
+            lengths = Counter({(int(s), int(t)): int(n) for s, t, n in entry["lengths"]})
+            return cls(root / entry["path"], int(entry["examples"]), lengths)
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{where}: not a shard entry ({error!r})") from None
+
+
+def total_lengths(shards: Iterable[Shard]) -> Lengths:
+    """The lengths of every example in `shards` together."""
+    total: Lengths = Counter()
+    for shard in shards:
+        total.update(shard.lengths)
+    return total
+
+
+class ShardWriter:
+    """Writes one split's examples to `count` shard files in `directory`, dealt in turn."""
+
+    def __init__(self, directory: Path, split: str, count: int) -> None:
+        self.paths = [directory / f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+        self._writers = [tf.io.TFRecordWriter(str(path)) for path in self.paths]
+        self._lengths: list[Lengths] = [Counter() for _ in self.paths]
+        self._written = 0
+
+    def write(self, source: Sequence[int], target: Sequence[int]) -> None:
+        """Append one example: untruncated source ids and bare target ids."""
+        index = self._written % len(self._writers)
+        record = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "source": tf.train.Feature(int64_list=tf.train.Int64List(value=source)),
+                    "target": tf.train.Feature(int64_list=tf.train.Int64List(value=target)),
+                }
+            )
+        )
+        self._writers[index].write(record.SerializeToString())
+        self._lengths[index][len(source), len(target) + 1] += 1
+        self._written += 1
+
+    def close(self) -> list[Shard]:
+        """Flush and close every file; the shards written, in file order."""
+        for writer in self._writers:
+            writer.close()
+        return [
+            Shard(path, sum(lengths.values()), lengths)
+            for path, lengths in zip(self.paths, self._lengths, strict=True)
+        ]
+
+
+def read_shards(paths: Sequence[Path], *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(source, target) int32 id vectors of every example in `paths`: the files in a seeded
+    order (when `shuffle`), read a few at a time and interleaved record by record, so memory
+    does not grow with the data; the same seed gives the same order."""
+    files = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(len(paths), 8)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    example = tf.io.parse_single_example(record, _FEATURES)
+    return tf.cast(example["source"], tf.int32), tf.cast(example["target"], tf.int32)
+
+
+def percentiles(values: Counter[int], points: Sequence[int]) -> dict[int, int]:
+    """`int(numpy.percentile(all values, p))` for each p, computed from the values' counts."""
+    keys = np.array(sorted(values), dtype=np.int64)
+    ends = np.cumsum([values[k] for k in keys])  # the rank after each key's last copy
+    total = int(ends[-1])
+
+    def at(rank: int) -> int:
+        return int(keys[np.searchsorted(ends, rank, side="right")])
+
+    result = {}
+    for point in points:
+        position = point / 100 * (total - 1)
+        low, high = int(np.floor(position)), int(np.ceil(position))
+        result[point] = int(at(low) + (at(high) - at(low)) * (position - low))
+    return result
