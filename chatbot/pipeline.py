@@ -36,6 +36,11 @@ class EncodedExamples:
         return len(self.sources)
 
 
+def target_ids(examples: EncodedExamples) -> np.ndarray:
+    """The distinct ids the model is trained to emit: every target's, and the end mark."""
+    return np.unique(np.concatenate([*examples.targets, np.array([EOS_ID], np.int32)]))
+
+
 def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer) -> EncodedExamples:
     """Encode every distinct turn once, then assemble each example's ids."""
     texts = sorted({t for ex in examples for t in ex.context} | {ex.response for ex in examples})
