@@ -57,7 +57,7 @@ import tensorflow_text as tf_text
 from chatbot.atomic import atomic_directory
 from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
-from chatbot.config import NormalizerConfig
+from chatbot.config import DecodingConfig, NormalizerConfig
 from chatbot.decoding.kernels import NEG_INF, is_possible
 from chatbot.decoding.search import decode
 from chatbot.errors import ConfigError, DataError
@@ -165,6 +165,23 @@ def normalize_graph(text: tf.Tensor, config: NormalizerConfig) -> tf.Tensor:
     return text
 
 
+def _refuse_unexportable(settings: DecodingConfig) -> None:
+    """Refuse bundle defaults the SavedModel's graph cannot honour, naming the setting
+    (requests to `chatbot serve` can still use every one of them)."""
+    problems = {  # the setting, its YAML value that turns it off, why it cannot be exported
+        "mmi_backward": ("0", "the SavedModel holds the forward model only"),
+        "stop": ("[]", "stop sequences cut the detokenized text, which its graph does not"),
+        "logprobs": ("null", "its signature returns no per-token log-probabilities"),
+    }
+    for name, (off, why) in problems.items():
+        if getattr(settings, name) != DecodingConfig.model_fields[name].default:
+            raise ConfigError(
+                f"export: the bundle's decoding defaults set {name}, but {why}; set "
+                f"decoding.{name} to {off} in its config.yaml to export it (requests to "
+                "`chatbot serve` can still use it)"
+            )
+
+
 class ExportedChatbot(tf.Module):
     """The exported graph: the bundle's model and tokenizer, and the three signatures."""
 
@@ -174,12 +191,7 @@ class ExportedChatbot(tf.Module):
         self.tokenizer = tf_text.SentencepieceTokenizer(model=bot.tokenizer.model_proto)
         self._bot = bot
         self._settings = bot.settings()
-        if self._settings.mmi_backward:
-            raise ConfigError(
-                "export: the bundle's decoding defaults set mmi_backward, but the SavedModel "
-                "holds the forward model only; set decoding.mmi_backward to 0 in its "
-                "config.yaml to export it (requests to `chatbot serve` can still use it)"
-            )
+        _refuse_unexportable(self._settings)
         # The graph has no Python control flow on tensors (the loop is an explicit
         # tf.while_loop), so AutoGraph is not needed, and skipping it makes export faster.
         self.normalize = tf.function(self._normalize, input_signature=[_STRINGS], autograph=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import unicodedata
@@ -291,6 +292,21 @@ def test_mmi_bidi_defaults_are_refused_saying_what_to_change(bidi_bundle: Path, 
     config["decoding"]["mmi_backward"] = 1.0
     (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
     with pytest.raises(ConfigError, match=r"set decoding\.mmi_backward to 0 in its config\.yaml"):
+        export_saved_model(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "value", "off"), [("stop", ["."], "[]"), ("logprobs", 0, "null")])
+def test_stop_and_logprobs_defaults_are_refused_saying_what_to_change(
+    tiny_bundle: Path, tmp_path, name: str, value: object, off: str
+) -> None:
+    path = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, path)
+    config = yaml.safe_load((path / CONFIG).read_text("utf-8"))
+    config["decoding"][name] = value
+    (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
+    expected = f"set decoding.{name} to {off} in its config.yaml"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         export_saved_model(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
