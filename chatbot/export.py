@@ -58,11 +58,11 @@ import tensorflow_text as tf_text
 from chatbot.atomic import atomic_directory
 from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
-from chatbot.config import NormalizerConfig
+from chatbot.config import DecodingConfig, NormalizerConfig
 from chatbot.decoding.kernels import NEG_INF, is_possible
 from chatbot.decoding.search import decode
 from chatbot.decoding.strategies import gnmt_penalty
-from chatbot.errors import DataError
+from chatbot.errors import ConfigError, DataError
 from chatbot.normalize import QUOTES
 from chatbot.tokenizer import EOS_ID, MARK, PAD_ID, SEP_ID
 
@@ -167,6 +167,22 @@ def normalize_graph(text: tf.Tensor, config: NormalizerConfig) -> tf.Tensor:
     return text
 
 
+def _refuse_unexportable(settings: DecodingConfig) -> None:
+    """Refuse bundle defaults the SavedModel's graph cannot honour, naming the setting
+    (requests to `chatbot serve` can still use every one of them)."""
+    problems = {  # the setting, its YAML value that turns it off, why it cannot be exported
+        "stop": ("[]", "stop sequences cut the detokenized text, which its graph does not"),
+        "logprobs": ("null", "its signature returns no per-token log-probabilities"),
+    }
+    for name, (off, why) in problems.items():
+        if getattr(settings, name) != DecodingConfig.model_fields[name].default:
+            raise ConfigError(
+                f"export: the bundle's decoding defaults set {name}, but {why}; set "
+                f"decoding.{name} to {off} in its config.yaml to export it (requests to "
+                "`chatbot serve` can still use it)"
+            )
+
+
 class ExportedChatbot(tf.Module):
     """The exported graph: the bundle's model and tokenizer, and the three signatures."""
 
@@ -180,6 +196,7 @@ class ExportedChatbot(tf.Module):
         )
         self._bot = bot
         self._settings = bot.settings()
+        _refuse_unexportable(self._settings)
         if self._settings.mmi_backward:  # settings() has checked there is a backward model
             assert bot.backward is not None
             self.backward_model = bot.backward.bundle.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import unicodedata
@@ -306,6 +307,21 @@ def test_mmi_bidi_defaults_export_and_rerank_as_the_facade(
         rows, variant_bot.reply_batch(*zip(*CASES[:4], strict=True)), strict=True
     ):
         _assert_same_reply(row, expected)
+
+
+@pytest.mark.parametrize(("name", "value", "off"), [("stop", ["."], "[]"), ("logprobs", 0, "null")])
+def test_stop_and_logprobs_defaults_are_refused_saying_what_to_change(
+    tiny_bundle: Path, tmp_path, name: str, value: object, off: str
+) -> None:
+    path = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, path)
+    config = yaml.safe_load((path / CONFIG).read_text("utf-8"))
+    config["decoding"][name] = value
+    (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
+    expected = f"set decoding.{name} to {off} in its config.yaml"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        export_saved_model(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_tensorflow_text_tokenizes_every_tokenizer_variant_as_python_does() -> None:
