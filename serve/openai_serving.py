@@ -67,11 +67,9 @@ class OpenAIServing:
 
     async def chat(self, body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
         reply, candidates = await self._reply(body)
-        meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
-        meta["model"] = self.serving.model_name
-        top = body.logprobs_wanted
+        meta, usage, top = self._meta("chatcmpl"), _usage(reply, candidates), body.logprobs_wanted
         if body.stream:
-            events = _chat_events(candidates, top, _usage(reply, candidates), body, meta)
+            events = _chat_events(candidates, top, usage, body, meta)
             return StreamingResponse(events, media_type="text/event-stream")
         choices = [
             ChatCompletionChoice(
@@ -82,15 +80,13 @@ class OpenAIServing:
             )
             for i, c in enumerate(candidates)
         ]
-        return ChatCompletion(**meta, choices=choices, usage=_usage(reply, candidates))
+        return ChatCompletion(**meta, choices=choices, usage=usage)
 
     async def complete(self, body: CompletionRequest) -> TextCompletion | StreamingResponse:
         reply, candidates = await self._reply(body)
-        meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time())}
-        meta["model"] = self.serving.model_name
-        top = body.logprobs_wanted
+        meta, usage, top = self._meta("cmpl"), _usage(reply, candidates), body.logprobs_wanted
         if body.stream:
-            events = _text_events(candidates, top, _usage(reply, candidates), body, meta)
+            events = _text_events(candidates, top, usage, body, meta)
             return StreamingResponse(events, media_type="text/event-stream")
         choices = [
             CompletionChoice(
@@ -101,7 +97,15 @@ class OpenAIServing:
             )
             for i, c in enumerate(candidates)
         ]
-        return TextCompletion(**meta, choices=choices, usage=_usage(reply, candidates))
+        return TextCompletion(**meta, choices=choices, usage=usage)
+
+    def _meta(self, prefix: str) -> dict[str, Any]:
+        """The id, creation time and model every response and chunk of a completion carries."""
+        return {
+            "id": f"{prefix}-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": self.serving.model_name,
+        }
 
     async def _reply(
         self, body: ChatCompletionRequest | CompletionRequest
