@@ -30,10 +30,20 @@ from chatbot.decoding.search import Decoded, FinishReason, SearchSpec, phrase_id
 from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.normalize import Normalizer
+from chatbot.stops import cut_offsets, stop_cut
 from chatbot.text_offsets import TextOffsets
 from chatbot.tokenizer import EOS_ID, join_context, pad_ids
 
 BACKWARD = "backward"
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A reply token's log-probability under the model and the step's likeliest tokens."""
+
+    token: str  # the text the token adds to the reply
+    log_prob: float
+    top: tuple[tuple[str, float], ...] = ()  # (piece text, log-probability), best first
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,25 @@ class Candidate:
     ids: tuple[int, ...] = ()  # the reply's token ids, EOS excluded
     offsets: tuple[int, ...] = ()  # per token, where its text ends in `text`
     finish_reason: FinishReason = FinishReason.EOS
+    logprobs: tuple[TokenLogprob, ...] = ()  # per token, when `decoding.logprobs` is set
+
+    def cut(self, stops: Sequence[str]) -> Candidate:
+        """This candidate cut before the first of `stops` in its text (finish reason STOP),
+        or itself when none occurs; `score` and `log_prob` stay the whole reply's."""
+        at = stop_cut(self.text, stops)
+        if at is None:
+            return self
+        offsets = cut_offsets(self.offsets, at)
+        kept = len(offsets)
+        return dataclasses.replace(
+            self,
+            text=self.text[:at],
+            tokens=kept,
+            ids=self.ids[:kept],
+            offsets=offsets,
+            finish_reason=FinishReason.STOP,
+            logprobs=self.logprobs[:kept],
+        )
 
 
 @dataclass(frozen=True)
@@ -121,9 +150,12 @@ class Chatbot:
 
     def settings(self, **overrides: Any) -> DecodingConfig:
         """The bundle's decoding defaults with `overrides` (None values ignored), validated;
-        a bad value raises `ConfigError` naming the field."""
+        a bad value raises `ConfigError` naming the field. A `max_length` below the default
+        `min_length` lowers it to fit (an explicit `min_length` is kept, and checked)."""
         given = {key: value for key, value in overrides.items() if value is not None}
         merged = {**self.config.decoding.model_dump(), **given}
+        if "max_length" in given and "min_length" not in given:  # a shorter limit fits
+            merged["min_length"] = min(merged["min_length"], merged["max_length"])
         settings = parse_config(DecodingConfig, merged, where="decoding")
         if settings.mmi_backward and self.backward is None:
             raise ConfigError(
@@ -159,6 +191,8 @@ class Chatbot:
             block_context_ngram=settings.block_context_ngram,
             banned=phrase_ids(phrases),
             penalize_repeats=settings.repetition_penalty > 1.0,
+            penalize_counts=bool(settings.presence_penalty or settings.frequency_penalty),
+            logprobs=settings.logprobs,
         )
         seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "big")
         knobs = make_knobs(
@@ -169,6 +203,8 @@ class Chatbot:
             top_k=settings.top_k,
             top_p=settings.top_p,
             repetition_penalty=settings.repetition_penalty,
+            presence_penalty=settings.presence_penalty,
+            frequency_penalty=settings.frequency_penalty,
             seed=[seed % 2**31, seed // 2**31 % 2**31],
         )
         return spec, knobs, min(settings.n_best, width)
@@ -208,7 +244,7 @@ class Chatbot:
         seconds = (time.perf_counter() - started) / len(messages)
         replies = []
         for row, source in enumerate(sources):
-            candidates = [candidate for _, candidate in ranked[row][:n_best]]
+            candidates = [c.cut(settings.stop) for _, c in ranked[row][:n_best]]
             best = ranked[row][0][0]
             attention = None
             if decoded.attention is not None:
@@ -230,14 +266,41 @@ class Chatbot:
         length = int(decoded.lengths[row, index])
         ids = tuple(int(i) for i in decoded.tokens[row, index, :length])
         text = " ".join(self.tokenizer.decode(ids).split())
+        offsets = self.text_offsets(ids, text)
         return Candidate(
             text=text,
             score=score,
             log_prob=float(decoded.log_probs[row, index]),
             tokens=length,
             ids=ids,
-            offsets=self.text_offsets(ids, text),
+            offsets=offsets,
             finish_reason=FinishReason(int(decoded.finish_reasons[row, index])),
+            logprobs=self._token_logprobs(decoded, row, index, text, offsets),
+        )
+
+    def _token_logprobs(
+        self, decoded: Decoded, row: int, index: int, text: str, offsets: Sequence[int]
+    ) -> tuple[TokenLogprob, ...]:
+        """Per reply token (EOS excluded), its text, log-probability and the step's
+        likeliest tokens, from the decoding loop's own record (empty when not asked for)."""
+        if decoded.token_log_probs is None:
+            return ()
+        starts = [0, *offsets[:-1]]
+        piece = self.text_offsets.piece_text
+        return tuple(
+            TokenLogprob(
+                token=text[start:end],
+                log_prob=float(decoded.token_log_probs[row, index, step]),
+                top=tuple(
+                    (piece(int(i)), float(v))
+                    for i, v in zip(
+                        decoded.top_ids[row, index, step],
+                        decoded.top_log_probs[row, index, step],
+                        strict=True,
+                    )
+                ),
+            )
+            for step, (start, end) in enumerate(zip(starts, offsets, strict=True))
         )
 
     def _rerank(

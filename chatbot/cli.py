@@ -247,14 +247,20 @@ def _decoding_flag(info: FieldInfo) -> dict[str, Any]:
     return {**options, "type": kind, "metavar": _METAVARS[kind]}
 
 
+# Decoding options that are no flag: the commands print text, not per-token log-probabilities.
+_NOT_FLAGS = {"logprobs"}
+_FLAGS = [name for name in DecodingConfig.model_fields if name not in _NOT_FLAGS]
+
+
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (defaults from the bundle's config)")
-    for name, info in DecodingConfig.model_fields.items():
+    for name in _FLAGS:
+        info = DecodingConfig.model_fields[name]
         group.add_argument("--" + name.replace("_", "-"), dest=name, **_decoding_flag(info))
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in DecodingConfig.model_fields}
+    return {name: getattr(args, name) for name in _FLAGS}
 
 
 def _add_runtime_flag(parser: argparse.ArgumentParser) -> None:

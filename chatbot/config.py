@@ -17,6 +17,9 @@ from chatbot.yaml_errors import yaml_problem
 # Below this, dividing log-probabilities by the temperature overflows float32; it is greedy
 # decoding in all but name anyway.
 MIN_TEMPERATURE = 0.01
+# OpenAI's bounds: at most 4 stop sequences, at most 20 alternatives per token.
+MAX_STOP_SEQUENCES = 4
+MAX_TOP_LOGPROBS = 20
 
 
 # Where small decoding batches run (chatbot.decoding.generator): TensorFlow, or TensorFlow Lite
@@ -290,6 +293,20 @@ class DecodingConfig(StrictModel):
         le=10.0,
         description="> 1 discourages tokens already in the reply (Keskar et al. 2019)",
     )
+    presence_penalty: float = Field(
+        default=0.0,
+        ge=-2.0,
+        le=2.0,
+        description="subtracted from the logit of every token already in the reply (OpenAI's "
+        "presence_penalty); > 0 favours new tokens",
+    )
+    frequency_penalty: float = Field(
+        default=0.0,
+        ge=-2.0,
+        le=2.0,
+        description="subtracted from a token's logit once per time it is already in the reply "
+        "(OpenAI's frequency_penalty); > 0 discourages repeats",
+    )
     banned_phrases: tuple[str, ...] = Field(
         default=(), description="phrases a reply may never contain (matched on tokens)"
     )
@@ -312,6 +329,18 @@ class DecodingConfig(StrictModel):
         default=None,
         description="makes sampling reproducible; without it each reply draws a fresh seed",
     )
+    stop: tuple[str, ...] = Field(
+        default=(),
+        max_length=MAX_STOP_SEQUENCES,
+        description="cut each reply before the first of these texts (at most 4)",
+    )
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="return each reply token's log-probability with this many likeliest "
+        "alternatives (0-20); None: off",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DecodingConfig:
@@ -319,6 +348,8 @@ class DecodingConfig(StrictModel):
             raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
         if self.strategy == "beam" and self.n_best > self.beam_width:
             raise ValueError(f"n_best {self.n_best} exceeds beam_width {self.beam_width}")
+        if any(not text for text in self.stop):
+            raise ValueError("stop: a stop sequence must not be empty")
         return self
 
 

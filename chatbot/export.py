@@ -4,7 +4,8 @@ The SavedModel holds the whole reply path as one graph, so TensorFlow Serving (w
 builds include the TensorFlow Text ops) or any TensorFlow runtime can serve a bundle without
 this project's Python code: text normalization, SentencePiece encoding, the context built as
 `Chatbot.context_ids` builds it, the project's one decoding loop (`chatbot.decoding.search`)
-with the bundle's decoding defaults, MMI reranking when the bundle sets `mmi_lambda`, and
+with the bundle's decoding defaults, MMI reranking when the bundle sets `mmi_lambda` and
+MMI-bidi reranking with the bundle's backward model when it sets `mmi_backward`, and
 detokenization. Signatures (batch = B):
 
 - `serving_default`: `message` string [B] and `history` string [B, T], the earlier turns of
@@ -57,9 +58,10 @@ import tensorflow_text as tf_text
 from chatbot.atomic import atomic_directory
 from chatbot.bot import Chatbot
 from chatbot.bundle import CARD, CONFIG
-from chatbot.config import NormalizerConfig
+from chatbot.config import DecodingConfig, NormalizerConfig
 from chatbot.decoding.kernels import NEG_INF, is_possible
 from chatbot.decoding.search import decode
+from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import ConfigError, DataError
 from chatbot.normalize import QUOTES
 from chatbot.tokenizer import EOS_ID, MARK, PAD_ID, SEP_ID
@@ -165,20 +167,41 @@ def normalize_graph(text: tf.Tensor, config: NormalizerConfig) -> tf.Tensor:
     return text
 
 
+def _refuse_unexportable(settings: DecodingConfig) -> None:
+    """Refuse bundle defaults the SavedModel's graph cannot honour, naming the setting
+    (requests to `chatbot serve` can still use every one of them)."""
+    problems = {  # the setting, its YAML value that turns it off, why it cannot be exported
+        "stop": ("[]", "stop sequences cut the detokenized text, which its graph does not"),
+        "logprobs": ("null", "its signature returns no per-token log-probabilities"),
+    }
+    for name, (off, why) in problems.items():
+        if getattr(settings, name) != DecodingConfig.model_fields[name].default:
+            raise ConfigError(
+                f"export: the bundle's decoding defaults set {name}, but {why}; set "
+                f"decoding.{name} to {off} in its config.yaml to export it (requests to "
+                "`chatbot serve` can still use it)"
+            )
+
+
 class ExportedChatbot(tf.Module):
     """The exported graph: the bundle's model and tokenizer, and the three signatures."""
 
     def __init__(self, bot: Chatbot) -> None:
         super().__init__(name="chatbot")
         self.model = bot.bundle.model
-        self.tokenizer = tf_text.SentencepieceTokenizer(model=bot.tokenizer.model_proto)
+        # Each tokenizer has its own name: two unnamed ones come back from the SavedModel as
+        # one model (the backward model then read the forward model's ids).
+        self.tokenizer = tf_text.SentencepieceTokenizer(
+            model=bot.tokenizer.model_proto, name="tokenizer"
+        )
         self._bot = bot
         self._settings = bot.settings()
-        if self._settings.mmi_backward:
-            raise ConfigError(
-                "export: the bundle's decoding defaults set mmi_backward, but the SavedModel "
-                "holds the forward model only; set decoding.mmi_backward to 0 in its "
-                "config.yaml to export it (requests to `chatbot serve` can still use it)"
+        _refuse_unexportable(self._settings)
+        if self._settings.mmi_backward:  # settings() has checked there is a backward model
+            assert bot.backward is not None
+            self.backward_model = bot.backward.bundle.model
+            self.backward_tokenizer = tf_text.SentencepieceTokenizer(
+                model=bot.backward.tokenizer.model_proto, name="backward_tokenizer"
             )
         # The graph has no Python control flow on tensors (the loop is an explicit
         # tf.while_loop), so AutoGraph is not needed, and skipping it makes export faster.
@@ -230,6 +253,12 @@ class ExportedChatbot(tf.Module):
             empty = tf.fill([batch * width, 1], EOS_ID)
             prior = tf.reshape(bot.generator.log_prob_graph(empty, flat), [batch, width])
             scores = decoded.log_probs - settings.mmi_lambda * prior
+        if settings.mmi_backward:  # as Chatbot._rerank_scores
+            if not settings.mmi_lambda:
+                penalty = gnmt_penalty(decoded.lengths + 1, settings.length_penalty)
+                scores = decoded.log_probs / penalty
+            backward = self._backward_scores(message, decoded.tokens, decoded.lengths)
+            scores = scores + settings.mmi_backward * backward
         # The best hypothesis that is not a dead end; top_k keeps the lower index on ties,
         # like the facade's stable sort.
         ranking = tf.where(is_possible(decoded.log_probs), scores, 2 * NEG_INF)
@@ -247,6 +276,35 @@ class ExportedChatbot(tf.Module):
             "reply_ids": ids.to_tensor(PAD_ID),
             "reply_length": length,
         }
+
+    def _backward_scores(
+        self, message: tf.Tensor, tokens: tf.Tensor, lengths: tf.Tensor
+    ) -> tf.Tensor:
+        """[batch, width] log p(message | candidate) per message token under the backward
+        model, built as `Chatbot._backward_scores` builds it: each candidate's text is the
+        backward model's one-turn context, the message its target."""
+        backward = self._bot.backward
+        assert backward is not None
+        data = backward.config.data
+        batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
+        ids = tf.RaggedTensor.from_tensor(
+            tf.reshape(tokens, [batch * width, -1]), lengths=tf.reshape(lengths, [-1])
+        )
+        texts = normalize_graph(squeeze_spaces(self.tokenizer.detokenize(ids)), data.normalizer)
+        sources = self._with_end(self.backward_tokenizer.tokenize(texts))[:, -data.max_source_len :]
+        targets = self._with_end(
+            self.backward_tokenizer.tokenize(normalize_graph(message, data.normalizer))
+        )
+        targets = tf.gather(targets, tf.repeat(tf.range(batch), width))
+        log_probs = backward.generator.log_prob_graph(
+            sources.to_tensor(PAD_ID), targets.to_tensor(PAD_ID)
+        )
+        per_token = log_probs / tf.cast(targets.row_lengths(), tf.float32)
+        return tf.reshape(per_token, [batch, width])
+
+    @staticmethod
+    def _with_end(pieces: tf.RaggedTensor) -> tf.RaggedTensor:
+        return tf.concat([pieces, tf.fill([pieces.nrows(), 1], EOS_ID)], axis=1)
 
     def signatures(self) -> dict[str, Any]:
         return {

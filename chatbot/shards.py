@@ -6,7 +6,8 @@ ended by EOS) and the bare `target` ids, examples dealt to the files in turn. Ea
 histogram of (source length, target length + 1) counts, kept in the manifest, tells how many
 batches any set of files makes under any length limits without reading them
 (`chatbot.pipeline.batches_per_epoch`), and gives the length percentiles in stats.json exactly,
-in memory bounded by the distinct lengths rather than the corpus.
+in memory bounded by the distinct lengths rather than the corpus. Each file's distinct target
+ids, kept there too, tell training which pieces no reply uses (`target_ids`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from chatbot.errors import DataError
+from chatbot.tokenizer import EOS_ID
 
 # (source length, target length + 1): the lengths `chatbot.pipeline` buckets and truncates
 # (the +1 is the EOS a target gets), mapped to how many examples have them.
@@ -33,11 +35,13 @@ _FEATURES = {
 
 @dataclass(frozen=True)
 class Shard:
-    """One TFRecord file of a split: where it is, how many examples it holds, their lengths."""
+    """One TFRecord file of a split: where it is, how many examples it holds, their lengths
+    and the distinct ids of their targets."""
 
     path: Path
     examples: int
     lengths: Lengths = field(compare=False)
+    target_ids: frozenset[int] = field(compare=False, default=frozenset())
 
     def to_json(self, root: Path) -> dict[str, Any]:
         """The manifest's entry: the path relative to the prepared directory `root`."""
@@ -45,13 +49,15 @@ class Shard:
             "path": self.path.relative_to(root).as_posix(),
             "examples": self.examples,
             "lengths": [[s, t, n] for (s, t), n in sorted(self.lengths.items())],
+            "target_ids": sorted(self.target_ids),
         }
 
     @classmethod
     def from_json(cls, entry: dict[str, Any], root: Path, *, where: str) -> Shard:
         try:
             lengths = Counter({(int(s), int(t)): int(n) for s, t, n in entry["lengths"]})
-            return cls(root / entry["path"], int(entry["examples"]), lengths)
+            ids = frozenset(int(i) for i in entry["target_ids"])
+            return cls(root / entry["path"], int(entry["examples"]), lengths, ids)
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{where}: not a shard entry ({error!r})") from None
 
@@ -64,6 +70,13 @@ def total_lengths(shards: Iterable[Shard]) -> Lengths:
     return total
 
 
+def target_ids(shards: Iterable[Shard]) -> np.ndarray:
+    """The distinct ids the model is trained to emit from `shards`: every target's, and the
+    end mark, sorted."""
+    ids = {EOS_ID}.union(*(shard.target_ids for shard in shards))
+    return np.array(sorted(ids), np.int32)
+
+
 class ShardWriter:
     """Writes one split's examples to `count` shard files in `directory`, dealt in turn."""
 
@@ -71,6 +84,7 @@ class ShardWriter:
         self.paths = [directory / f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
         self._writers = [tf.io.TFRecordWriter(str(path)) for path in self.paths]
         self._lengths: list[Lengths] = [Counter() for _ in self.paths]
+        self._target_ids: list[set[int]] = [set() for _ in self.paths]
         self._written = 0
 
     def write(self, source: Sequence[int], target: Sequence[int]) -> None:
@@ -86,6 +100,7 @@ class ShardWriter:
         )
         self._writers[index].write(record.SerializeToString())
         self._lengths[index][len(source), len(target) + 1] += 1
+        self._target_ids[index].update(target)
         self._written += 1
 
     def close(self) -> list[Shard]:
@@ -93,8 +108,8 @@ class ShardWriter:
         for writer in self._writers:
             writer.close()
         return [
-            Shard(path, sum(lengths.values()), lengths)
-            for path, lengths in zip(self.paths, self._lengths, strict=True)
+            Shard(path, sum(lengths.values()), lengths, frozenset(ids))
+            for path, lengths, ids in zip(self.paths, self._lengths, self._target_ids, strict=True)
         ]
 
 

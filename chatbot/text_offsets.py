@@ -44,3 +44,15 @@ class TextOffsets:
             # a pending space is sent with the token when a word follows it in the text
             offsets.append(length + 1 if gap and length < len(text) else length)
         return (*offsets, len(text))
+
+    def piece_text(self, token_id: int) -> str:
+        """One token's text on its own: its piece with the word-start mark as a space, a
+        byte piece as its character (or `\\xNN` when the byte is part of one), and a special
+        piece as written (`</s>`)."""
+        processor = self._processor
+        piece = processor.id_to_piece(token_id)
+        if processor.is_byte(token_id):
+            return bytes([int(piece[3:5], 16)]).decode("utf-8", "backslashreplace")
+        if processor.is_control(token_id) or processor.is_unknown(token_id):
+            return piece
+        return piece.replace("\u2581", " ")

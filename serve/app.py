@@ -114,6 +114,10 @@ def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> 
         max_turns=settings.session_max_turns,
     )
     app.state.model_name = Path(settings.model).resolve().name
+    # what an OpenAI request's `model` may say: the name, or the path the server was given
+    app.state.model_names = frozenset(
+        {app.state.model_name, settings.model, str(Path(settings.model).resolve())}
+    )
     install_error_handlers(app)
     replying = {
         route.path

@@ -1,9 +1,13 @@
-"""Every error is answered as JSON `{"error": {"message", "type", ...}}`, as OpenAI's API does,
-so clients parse one shape: validation errors (422) add `details`, a list of `{loc, msg, type}`
-naming each field at fault (the offending input is not echoed back); the library's typed errors
-become 422 with their message (they already name the field); server conditions keep their
-status; a full queue is 429 with `Retry-After`. Even an unexpected exception is answered in this
-shape (500, with no detail from the exception, which is logged instead)."""
+"""Every error is answered as JSON `{"error": {"message", "type", "param", "code"}}`, OpenAI's
+shape, so clients parse one shape: validation errors (422) add `details`, a list of `{loc, msg,
+type}` naming each field at fault (the offending input is not echoed back); the library's typed
+errors become 422 with their message (they already name the field); server conditions keep
+their status; a full queue is 429 with `Retry-After`. Even an unexpected exception is answered
+in this shape (500, with no detail from the exception, which is logged instead).
+
+On the OpenAI routes an invalid or unsupported field is 400 `invalid_request_error`, as OpenAI
+answers it, with `param` naming the field and `code` saying `invalid_value` or
+`unsupported_parameter`, so the official clients raise `BadRequestError` with our message."""
 
 from __future__ import annotations
 
@@ -19,18 +23,32 @@ from chatbot.errors import ChatbotError
 from serve.batcher import OverloadedError
 from serve.metrics import Metrics
 
+# The routes that answer invalid requests as OpenAI's API does (400, `param` and `code`).
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+OPENAI_INVALID = "invalid_request_error"
+
 
 class ApiError(Exception):
-    """An HTTP error with a status, a machine-readable type and a message for people."""
+    """An HTTP error with a status, a machine-readable type and a message for people, and the
+    field at fault (`param`) and what is wrong with it (`code`) when they apply."""
 
     def __init__(
-        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
         self.headers = headers
+        self.param = param
+        self.code = code
 
 
 def error_response(
@@ -38,9 +56,12 @@ def error_response(
     kind: str,
     message: str,
     headers: dict[str, str] | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
     **more: Any,
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, **more}}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code, **more}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -48,12 +69,18 @@ def _where(loc: Any) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
-async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     details = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in jsonable_encoder(error.errors())
     ]
     message = "; ".join(f"{_where(d['loc'])}: {d['msg']}" for d in details)
+    if request.url.path in OPENAI_PATHS:
+        first = details[0] if details else {"loc": [], "type": ""}
+        param = _where(first["loc"]) if _where(first["loc"]) != "body" else None
+        unsupported = first["type"] == "unsupported_parameter"
+        code = "unsupported_parameter" if unsupported else "invalid_value"
+        return error_response(400, OPENAI_INVALID, message, param=param, code=code)
     return error_response(422, "invalid_request", message, details=details)
 
 
@@ -85,10 +112,19 @@ async def _overloaded(request: Request, error: OverloadedError) -> JSONResponse:
 
 
 async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-    return error_response(error.status, error.kind, error.message, error.headers)
+    return error_response(
+        error.status,
+        error.kind,
+        error.message,
+        error.headers,
+        param=error.param,
+        code=error.code,
+    )
 
 
-async def _chatbot_error(_: Request, error: ChatbotError) -> JSONResponse:
+async def _chatbot_error(request: Request, error: ChatbotError) -> JSONResponse:
+    if request.url.path in OPENAI_PATHS:
+        return error_response(400, OPENAI_INVALID, str(error), code="invalid_value")
     return error_response(422, "invalid_request", str(error))
 
 

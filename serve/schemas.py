@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -45,24 +45,29 @@ class Turn(Strict):
 
 
 def _optional_fields(model: type[BaseModel], leave_out: set[str]) -> dict[str, Any]:
-    """`model`'s fields with their bounds, each optional with default None."""
+    """`model`'s fields with their bounds, each optional with default None; a tuple field
+    takes a JSON array (a list, which strict validation does not take for a tuple)."""
     fields = {}
     for name, info in model.model_fields.items():
         if name not in leave_out:
             optional = copy.copy(info)
             optional.default = None
-            fields[name] = (info.annotation | None, optional)
+            annotation = info.annotation
+            if get_origin(annotation) is tuple:
+                annotation = list[get_args(annotation)[0]]
+            fields[name] = (annotation | None, optional)
     return fields
 
 
 # Per-request overrides of the bundle's decoding defaults, with `DecodingConfig`'s bounds (so the
 # OpenAPI schema states them); an omitted field keeps the default. Banned phrases stay the
-# operator's choice, set in the bundle's config.
+# operator's choice, set in the bundle's config; per-token log-probabilities are asked for with
+# the OpenAI routes' `logprobs`, which return them.
 DecodingRequest = create_model(
     "DecodingRequest",
     __base__=Strict,
     __doc__="Per-request overrides of the bundle's decoding defaults (see DecodingConfig).",
-    **_optional_fields(DecodingConfig, {"banned_phrases"}),
+    **_optional_fields(DecodingConfig, {"banned_phrases", "logprobs"}),
 )
 
 
@@ -127,11 +132,14 @@ class ErrorDetail(BaseModel):
 class ErrorInfo(BaseModel):
     message: str
     type: str
+    param: str | None = None
+    code: str | None = None
     details: list[ErrorDetail] | None = None
 
 
 class ErrorBody(BaseModel):
-    """Every error's body; `details` only on 422, one entry per field at fault."""
+    """Every error's body, OpenAI's shape: `param` names the field at fault when one is, `code`
+    says what is wrong with it; `details` (422 only) names each field at fault."""
 
     error: ErrorInfo
 
@@ -139,9 +147,10 @@ class ErrorBody(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route can answer."""
     meaning = {
-        400: "the body is not valid UTF-8, or nests too deep",
+        400: "the body is not valid UTF-8, or nests too deep; on the OpenAI routes, any invalid "
+        "or unsupported field (`param` names it)",
         401: "missing or invalid API key (when keys are configured)",
-        404: "no such resource",
+        404: "no such resource (on the OpenAI routes, `model_not_found`)",
         413: "the body is over the server's `max_body_bytes`",
         422: "invalid JSON, or a field invalid or over a server limit; `details` names it",
         429: "the queue is full; retry after `Retry-After` seconds",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 from fastapi import Request
@@ -33,16 +34,18 @@ class ChatServing:
         self.settings: Settings = request.app.state.settings
         self.metrics = request.app.state.metrics
         self.model_name: str = request.app.state.model_name
+        self.model_names: frozenset[str] = request.app.state.model_names
 
     @property
     def batcher(self) -> MicroBatcher:
         return get_batcher(self.request)
 
-    def decoding(self, overrides: DecodingRequest | None) -> DecodingConfig:
-        """The bundle's decoding defaults with the request's overrides, validated (a bad merged
-        value raises `ConfigError`, answered 422); 503 while the model is loading."""
+    def decoding(self, overrides: DecodingRequest | None, **more: Any) -> DecodingConfig:
+        """The bundle's decoding defaults with the request's overrides and `more` settings
+        the route adds, validated (a bad merged value raises `ConfigError`, answered 422);
+        503 while the model is loading."""
         given = overrides.model_dump(exclude_none=True) if overrides is not None else {}
-        return self.batcher.bot.settings(**given)
+        return self.batcher.bot.settings(**given, **more)
 
     async def reply(self, message: str, history: Sequence[str], decoding: DecodingConfig) -> Reply:
         """The reply once a batch has decoded it; 429 when the queue is full, 504 when no

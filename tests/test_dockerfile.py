@@ -340,7 +340,8 @@ from serve.settings import Settings
 with TestClient(create_app(Settings(model={model!r}, warm_up="reply"))) as client:
     assert client.get("/readyz").status_code == 200
     assert client.post("/v1/chat", json={{"message": "hello"}}).status_code == 200
-    body = {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "stream": True}}
+    served = client.get("/v1/models").json()["data"][0]["id"]
+    body = {{"model": served, "messages": [{{"role": "user", "content": "hi"}}], "stream": True}}
     assert client.post("/v1/chat/completions", json=body).status_code == 200
 print("served")
 """

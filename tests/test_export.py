@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import unicodedata
@@ -284,13 +285,41 @@ def test_the_library_refuses_an_existing_directory(tiny_bundle: Path, tmp_path) 
         export_saved_model(tiny_bundle, tmp_path)
 
 
-def test_mmi_bidi_defaults_are_refused_saying_what_to_change(bidi_bundle: Path, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        dict(strategy="beam", beam_width=4, length_penalty=0.6, mmi_backward=1.0),
+        dict(strategy="sample", n_best=4, seed=3, mmi_backward=3.0, mmi_lambda=0.3),
+    ],
+)
+def test_mmi_bidi_defaults_export_and_rerank_as_the_facade(
+    bidi_bundle: Path, tmp_path, decoding: dict[str, Any]
+) -> None:
     path = tmp_path / "bundle"
     shutil.copytree(bidi_bundle, path)
     config = yaml.safe_load((path / CONFIG).read_text("utf-8"))
-    config["decoding"]["mmi_backward"] = 1.0
+    config["decoding"].update(decoding, max_length=8)
     (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
-    with pytest.raises(ConfigError, match=r"set decoding\.mmi_backward to 0 in its config\.yaml"):
+    serving = tf.saved_model.load(str(export_saved_model(path, tmp_path / "out")))
+    variant_bot = Chatbot.load(path)
+    rows = _rows(_call(serving.signatures["serving_default"], CASES[:4]))
+    for row, expected in zip(
+        rows, variant_bot.reply_batch(*zip(*CASES[:4], strict=True)), strict=True
+    ):
+        _assert_same_reply(row, expected)
+
+
+@pytest.mark.parametrize(("name", "value", "off"), [("stop", ["."], "[]"), ("logprobs", 0, "null")])
+def test_stop_and_logprobs_defaults_are_refused_saying_what_to_change(
+    tiny_bundle: Path, tmp_path, name: str, value: object, off: str
+) -> None:
+    path = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, path)
+    config = yaml.safe_load((path / CONFIG).read_text("utf-8"))
+    config["decoding"][name] = value
+    (path / CONFIG).write_text(yaml.safe_dump(config), "utf-8")
+    expected = f"set decoding.{name} to {off} in its config.yaml"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         export_saved_model(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

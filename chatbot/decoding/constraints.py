@@ -107,6 +107,25 @@ def phrase_bans(
     return token_counts(rows, tf.stack(last, axis=1), vocab_size)
 
 
+def _reply_counts(logits: tf.Tensor, tokens: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """float32 [R, V]: how often each id occurs in each row's history before `length`."""
+    history = tf.where(tf.range(tf.shape(tokens)[1])[None, :] < length, tokens, -1)
+    return token_counts(tf.shape(logits)[0], history, tf.shape(logits)[1])
+
+
+def count_penalties(
+    logits: tf.Tensor,
+    tokens: tf.Tensor,
+    length: tf.Tensor,
+    presence: tf.Tensor,
+    frequency: tf.Tensor,
+) -> tf.Tensor:
+    """OpenAI's presence and frequency penalties: each logit minus `presence` if its token is
+    already in the reply (`tokens` before `length`) and minus `frequency` times how often."""
+    counts = _reply_counts(logits, tokens, length)
+    return logits - frequency * counts - presence * tf.minimum(counts, 1.0)
+
+
 def repetition_penalty(
     logits: tf.Tensor, tokens: tf.Tensor, length: tf.Tensor, penalty: tf.Tensor
 ) -> tf.Tensor:
@@ -114,9 +133,7 @@ def repetition_penalty(
     in the reply by `penalty` (at least 1), making a repeat less likely whatever the logit's
     sign. Computed as the smaller of logit / penalty and logit * penalty, which is the one
     that lowers the logit."""
-    vocab_size = tf.shape(logits)[1]
-    history = tf.where(tf.range(tf.shape(tokens)[1])[None, :] < length, tokens, -1)
-    unseen = 1.0 - tf.minimum(token_counts(tf.shape(logits)[0], history, vocab_size), 1.0)
+    unseen = 1.0 - tf.minimum(_reply_counts(logits, tokens, length), 1.0)
     penalized = tf.minimum(logits / penalty, logits * penalty)
     # the penalized logit where seen, and the logit itself under a cap too large to bind
     return tf.minimum(logits, penalized + unseen * np.finfo(np.float32).max)

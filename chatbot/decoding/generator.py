@@ -18,8 +18,13 @@ from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
 _IDS = tf.TensorSpec([None, None], tf.int32)
 
 
+# Knobs a caller may leave out: their neutral values.
+_NEUTRAL_KNOBS = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
 def make_knobs(**values: Any) -> Knobs:
-    """Knobs as tensors of the compiled signature's dtypes."""
+    """Knobs as tensors of the compiled signature's dtypes (penalties 0 unless given)."""
+    values = {**_NEUTRAL_KNOBS, **values}
     return Knobs(
         **{
             name: tf.constant(values[name], spec.dtype)
@@ -102,7 +107,10 @@ class Generator:
         return loop
 
     def uses_lite(self, inputs: int, spec: SearchSpec) -> bool:
-        return self.runtime != "tf" and inputs == 1 and not spec.return_attention
+        """Lite decodes one source, without attention weights or per-token log-probabilities
+        (its program returns replies and scores only)."""
+        lite_outputs = not spec.return_attention and spec.logprobs is None
+        return self.runtime != "tf" and inputs == 1 and lite_outputs
 
     def uses_xla(self, inputs: int, width: int) -> bool:
         if self.jit_compile == "auto":

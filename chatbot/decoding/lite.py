@@ -9,7 +9,7 @@ interpreter resizes its tensors when a source of another length comes (cheap, an
 run than a program made for that length). It is made of Lite
 builtin ops only (sampling draws its noise from `chatbot.decoding.noise` for this reason), so
 the interpreter inside TensorFlow runs it without TensorFlow's own kernels. Attention weights
-are not returned.
+and per-token log-probabilities are not returned (`Generator` decodes those in TensorFlow).
 
 `tf.lite.Interpreter` is deprecated in favour of the separate LiteRT package; the project pins
 TensorFlow 2.21, which still ships it, so no second runtime has to be installed.
@@ -44,8 +44,11 @@ def convert(
     `quantize` stores the weight matrices as int8 (dynamic-range quantization: activations
     stay float32), a quarter of the memory a step streams; replies then differ a little from
     the float32 model's (`bench/runtime_agreement.py`)."""
-    if spec.return_attention:
-        raise ValueError("a TensorFlow Lite decoding program does not return attention weights")
+    if spec.return_attention or spec.logprobs is not None:
+        raise ValueError(
+            "a TensorFlow Lite decoding program returns neither attention weights nor "
+            "per-token log-probabilities"
+        )
 
     @tf.function(input_signature=[tf.TensorSpec([rows, None], tf.int32), *KNOB_SPECS])
     def run(source: tf.Tensor, *knobs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -1,6 +1,7 @@
 """The combined rules of a decoding step: which tokens may come next, and at what cost.
 
-A step's logits first get the repetition penalty; their log-softmax is what hypotheses are
+A step's logits first get the repetition penalty, then the presence and frequency penalties;
+their log-softmax is what hypotheses are
 scored by. The rules then cap it: the length rules (EOS banned before `min_length`, forced at
 `max_length`) and the never-generated ids from one table row, then the n-gram and phrase bans
 from `chatbot.decoding.constraints`. The result, `allowed`, is what a strategy chooses from.
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from chatbot.decoding.constraints import (
     NEVER_GENERATED,
+    count_penalties,
     ngram_bans,
     phrase_bans,
     repetition_penalty,
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class Ruled(NamedTuple):
-    log_probs: tf.Tensor  # float32 [R, V]: the model's, after the repetition penalty
+    log_probs: tf.Tensor  # float32 [R, V]: the model's, after the penalties
     allowed: tf.Tensor  # float32 [R, V]: the same, NEG_INF where a rule bans the token
 
 
@@ -70,6 +72,10 @@ class Rules:
         logits = tf.cast(logits, tf.float32)
         if self.spec.penalize_repeats:
             logits = repetition_penalty(logits, tokens, step, knobs.repetition_penalty)
+        if self.spec.penalize_counts:
+            logits = count_penalties(
+                logits, tokens, step, knobs.presence_penalty, knobs.frequency_penalty
+            )
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         row = tf.cast(step < knobs.min_length, tf.int32) + 2 * tf.cast(
             step >= knobs.max_length, tf.int32

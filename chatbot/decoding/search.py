@@ -41,6 +41,8 @@ class SearchSpec:
     block_context_ngram: int = 0
     banned: tuple[tuple[int, ...], ...] = ()
     penalize_repeats: bool = False
+    penalize_counts: bool = False  # presence and frequency penalties
+    logprobs: int | None = None  # per-token log-probabilities with this many alternatives
     return_attention: bool = False
 
 
@@ -54,6 +56,8 @@ class Knobs(NamedTuple):
     top_k: Any
     top_p: Any
     repetition_penalty: Any
+    presence_penalty: Any
+    frequency_penalty: Any
     seed: Any  # int32 [2], for stateless sampling
 
 
@@ -66,6 +70,8 @@ KNOB_SPECS = Knobs(
     top_k=tf.TensorSpec([], tf.int32),
     top_p=tf.TensorSpec([], tf.float32),
     repetition_penalty=tf.TensorSpec([], tf.float32),
+    presence_penalty=tf.TensorSpec([], tf.float32),
+    frequency_penalty=tf.TensorSpec([], tf.float32),
     seed=tf.TensorSpec([2], tf.int32),
 )
 
@@ -75,6 +81,7 @@ class FinishReason(enum.IntEnum):
 
     EOS = 0  # the model chose EOS (or the rules left it nothing else)
     LENGTH = 1  # it reached `max_length` and EOS was forced
+    STOP = 2  # cut before a stop sequence after decoding (`chatbot.stops`)
 
 
 class Decoded(NamedTuple):
@@ -84,6 +91,9 @@ class Decoded(NamedTuple):
     lengths: Any  # int32 [B, N]: reply tokens, EOS excluded
     finish_reasons: Any  # int32 [B, N]: `FinishReason` codes
     attention: Any  # float32 [B, N, L, S] when spec.return_attention, else None
+    token_log_probs: Any = None  # float32 [B, N, L] when spec.logprobs is set: each token's
+    top_ids: Any = None  # int32 [B, N, L, K]: the K likeliest tokens at each step
+    top_log_probs: Any = None  # float32 [B, N, L, K]: and their log-probabilities
 
 
 class _Loop(NamedTuple):
@@ -96,6 +106,17 @@ class _Loop(NamedTuple):
     finished: Any  # [R]
     lengths: Any  # [R] reply tokens so far (EOS excluded)
     attention: Any  # [R, L, S] or a placeholder
+    token_log_probs: Any  # [R, L] or a placeholder, as the next two
+    top_ids: Any  # [R, L, K]
+    top_log_probs: Any  # [R, L, K]
+
+
+class _Picked(NamedTuple):
+    """A step's log-probabilities of each row's chosen token and of its K likeliest."""
+
+    log_prob: Any  # [R]
+    top_ids: Any  # [R, K], or None when K is 0
+    top_log_probs: Any  # [R, K], or None when K is 0
 
 
 def _repeat(value: Any, times: int) -> Any:
@@ -144,11 +165,14 @@ def decode(
             knobs=knobs,
             batch=batch,
         )
+        picked = _picked(ruled.log_probs, chosen, spec.logprobs)
         loop, weights = _follow(loop, step, chosen.parent, spec.return_attention)
-        return (_advance(loop, chosen, weights, rows),)
+        return (_advance(loop, chosen, weights, rows, picked),)
 
     source_len = tf.shape(source_ids)[1]
     attention_shape = [rows, length, source_len] if spec.return_attention else [rows, 1, 1]
+    top = spec.logprobs or 0
+    steps = length if spec.logprobs is not None else 1  # else 1-wide placeholders
     initial = _Loop(
         step=tf.constant(0),
         token=tf.fill([rows], BOS_ID),
@@ -159,6 +183,9 @@ def decode(
         finished=tf.zeros([rows], tf.bool),
         lengths=tf.zeros([rows], tf.int32),
         attention=tf.zeros(attention_shape),
+        token_log_probs=tf.zeros([rows, steps]),
+        top_ids=tf.zeros([rows, steps, top], tf.int32),
+        top_log_probs=tf.zeros([rows, steps, top]),
     )
     (final,) = tf.while_loop(
         lambda loop: (loop.step < length) & ~tf.reduce_all(loop.finished),
@@ -192,6 +219,21 @@ class _Settler:
         return values, ids
 
 
+def _picked(log_probs: tf.Tensor, chosen: Selection, top: int | None) -> _Picked | None:
+    """The step's `log_probs` [R, V] of each row's chosen token and its `top` likeliest
+    tokens, from the row each continues (None unless per-token log-probabilities are asked
+    for). A finished row's PAD is recorded too, and zeroed by `_advance`."""
+    if top is None:
+        return None
+    if chosen.parent is not None:
+        log_probs = tf.gather(log_probs, chosen.parent)
+    token = tf.gather(log_probs, chosen.token[:, None], axis=1, batch_dims=1)[:, 0]
+    if not top:  # no alternatives: nothing to scatter into [R, L, 0]
+        return _Picked(token, None, None)
+    values, ids = tf.math.top_k(log_probs, k=top)
+    return _Picked(token, ids, values)
+
+
 def _follow(loop: _Loop, step: Step, parent: Any, with_attention: bool) -> tuple[_Loop, Any]:
     """The loop's rows after the step, reordered by `parent` when the strategy reorders them,
     and the step's attention weights in that order (None unless asked for)."""
@@ -205,12 +247,18 @@ def _follow(loop: _Loop, step: Step, parent: Any, with_attention: bool) -> tuple
         finished=tf.gather(loop.finished, parent),
         lengths=tf.gather(loop.lengths, parent),
         attention=tf.gather(loop.attention, parent),
+        token_log_probs=tf.gather(loop.token_log_probs, parent),
+        top_ids=tf.gather(loop.top_ids, parent),
+        top_log_probs=tf.gather(loop.top_log_probs, parent),
     )
     return loop, tf.gather(step.weights, parent) if with_attention else None
 
 
-def _advance(loop: _Loop, chosen: Selection, weights: Any, rows: Any) -> _Loop:
-    """The loop after appending each row's chosen token (PAD once a row has finished)."""
+def _advance(
+    loop: _Loop, chosen: Selection, weights: Any, rows: Any, picked: _Picked | None
+) -> _Loop:
+    """The loop after appending each row's chosen token (PAD once a row has finished), and
+    its log-probabilities when `picked` (zeros once a row has finished)."""
     t, token, was_finished = loop.step, chosen.token, loop.finished
     finished = was_finished | tf.equal(token, EOS_ID) | (chosen.log_probs <= NEG_INF / 2)
     emitted = tf.where(was_finished, PAD_ID, token)
@@ -219,6 +267,8 @@ def _advance(loop: _Loop, chosen: Selection, weights: Any, rows: Any) -> _Loop:
     if weights is not None:
         update = tf.where(was_finished[:, None], 0.0, tf.cast(weights, tf.float32))
         attention = tf.tensor_scatter_nd_update(attention, position, update)
+    if picked is not None:
+        loop = _record(loop, picked, position, was_finished)
     return loop._replace(
         step=t + 1,
         token=emitted,
@@ -227,6 +277,24 @@ def _advance(loop: _Loop, chosen: Selection, weights: Any, rows: Any) -> _Loop:
         finished=finished,
         lengths=loop.lengths + tf.cast(~was_finished & tf.not_equal(token, EOS_ID), tf.int32),
         attention=attention,
+    )
+
+
+def _record(loop: _Loop, picked: _Picked, position: Any, was_finished: Any) -> _Loop:
+    """`loop` with the step's `picked` log-probabilities written at `position`."""
+    live = tf.cast(~was_finished, tf.float32)
+    loop = loop._replace(
+        token_log_probs=tf.tensor_scatter_nd_update(
+            loop.token_log_probs, position, picked.log_prob * live
+        )
+    )
+    if picked.top_ids is None:
+        return loop
+    return loop._replace(
+        top_ids=tf.tensor_scatter_nd_update(loop.top_ids, position, picked.top_ids),
+        top_log_probs=tf.tensor_scatter_nd_update(
+            loop.top_log_probs, position, picked.top_log_probs * live[:, None]
+        ),
     )
 
 
@@ -250,7 +318,16 @@ def _ranked(final: _Loop, batch: Any, strategy: Strategy, spec: SearchSpec, knob
         lengths=lengths,
         finish_reasons=tf.cast(lengths >= knobs.max_length, tf.int32),
         attention=arrange(final.attention) if spec.return_attention else None,
+        **(_arranged_log_probs(final, arrange) if spec.logprobs is not None else {}),
     )
+
+
+def _arranged_log_probs(final: _Loop, arrange: Any) -> dict[str, Any]:
+    return {
+        "token_log_probs": arrange(final.token_log_probs),
+        "top_ids": arrange(final.top_ids),
+        "top_log_probs": arrange(final.top_log_probs),
+    }
 
 
 def phrase_ids(phrases: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:

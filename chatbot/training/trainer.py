@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from chatbot.atomic import DiskFullError
@@ -28,7 +29,7 @@ from chatbot.config import Config, DistributionStrategy, Precision
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.prepare import PreparedData
-from chatbot.shards import Shard
+from chatbot.shards import Shard, target_ids
 from chatbot.training.callbacks import Progress, StepCounter, TimeBudget
 from chatbot.training.checkpoints import RESUME_HINT, Checkpoints, RunState
 from chatbot.training.loops import Loops, make_strategy
@@ -109,7 +110,9 @@ class Trainer:
         finally:
             keras.config.set_dtype_policy(previous_policy)
 
-    def _build(self) -> tuple[Seq2Seq, RunState]:
+    def _build(self, seen_ids: np.ndarray | None = None) -> tuple[Seq2Seq, RunState]:
+        """The model and optimizer: from `--init-from`'s weights, else fresh, with the pieces
+        outside `seen_ids` (the training targets' ids) starting low."""
         training = self.config.training
         keras.utils.set_random_seed(training.seed)
         with self.strategy.scope():
@@ -117,6 +120,8 @@ class Trainer:
             model.build()
             if self.options.init_from:
                 model.set_weights(self._initial_weights(self.options.init_from))
+            elif seen_ids is not None:
+                model.start_unseen_pieces_low(seen_ids)
             optimizer = FusedAdam(
                 learning_rate=learning_rate(training), global_clipnorm=training.clip_norm
             )
@@ -149,11 +154,11 @@ class Trainer:
 
     def _run(self, started: float, deadline: float | None) -> TrainReport:
         training = self.config.training
-        model, state = self._build()
+        train_shards, valid_shards = self.data.shards("train"), self.data.shards("valid")
+        model, state = self._build(target_ids(train_shards))
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:
             checkpoints.restore_latest()
-        train_shards, valid_shards = self.data.shards("train"), self.data.shards("valid")
         budget = TimeBudget(deadline)
         stopped, tokens_per_second = "finished", 0.0
         while int(state.epoch.numpy()) < training.epochs:

@@ -149,3 +149,20 @@ def test_save_and_load_in_safe_mode_give_identical_logits(tmp_path):
     assert isinstance(loaded, Seq2Seq)
     assert loaded.model_config == config
     np.testing.assert_array_equal(model(inputs), loaded(inputs))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_unseen_pieces_start_low_and_seen_ones_keep_their_logits(tied):
+    config = tiny(share_embeddings=tied, tie_output_embedding=tied, embedding_dim=8)
+    model = build(config)
+    inputs = batch()
+    before = keras.ops.convert_to_numpy(model(inputs))
+    seen = np.array([0, 3, 7, 11])
+    model.start_unseen_pieces_low(seen)
+    after = keras.ops.convert_to_numpy(model(inputs))
+    unseen = np.setdiff1d(np.arange(VOCAB), seen)
+    np.testing.assert_allclose(after[..., seen], before[..., seen], rtol=1e-6, atol=1e-6)
+    if tied:  # the shared embedding stays: only the bias moves, by exactly -10
+        np.testing.assert_allclose(after[..., unseen], before[..., unseen] - 10, atol=1e-5)
+    else:  # no weights: the logit is the bias alone
+        np.testing.assert_allclose(after[..., unseen], -10.0)

@@ -1,6 +1,6 @@
 """The chat page in a real headless Chromium against a real uvicorn server: a streamed reply
 per message, greedy then beam search (the request the page sends is recorded in the browser),
-a new conversation, a phone-width layout, readable errors (401, 422) with the API key
+a new conversation, a phone-width layout, readable errors (401, 400) with the API key
 entered in the page and remembered, and a busy server (429) asked again after its
 Retry-After. Skipped where Chromium or chromedriver is not installed."""
 
@@ -230,7 +230,7 @@ def test_errors_are_shown_and_the_api_key_is_remembered(
         assert key.is_displayed()  # the 401 opened the settings
         key.send_keys("secret")
         send(browser, "x" * 60)  # over the server's 50-character limit
-        wait(browser).until(lambda b: "422" in b.find_element(By.ID, "error").text)
+        wait(browser).until(lambda b: "400" in b.find_element(By.ID, "error").text)
         assert "messages: at most 50 characters" in wait_for_error(browser)
 
         send(browser, "Hello")

@@ -44,22 +44,22 @@ class Case(NamedTuple):
 
 CASES = [
     Case("empty message", CHAT, {"message": ""}, 422, "message must not be empty"),
-    Case("empty content", COMPLETIONS, user(""), 422, "non-empty user message"),
+    Case("empty content", COMPLETIONS, user(""), 400, "non-empty user message"),
     Case("whitespace message", CHAT, {"message": " \n\t "}, 422, "message must not be empty"),
-    Case("whitespace content", COMPLETIONS, user("\u3000 \n"), 422, "non-empty user message"),
+    Case("whitespace content", COMPLETIONS, user("\u3000 \n"), 400, "non-empty user message"),
     Case("1 MiB message", CHAT, {"message": "a" * MIB}, 413, f"over {MIB} bytes"),
     Case("1 MiB content", COMPLETIONS, user("a" * MIB), 413, f"over {MIB} bytes"),
     Case("invalid JSON", CHAT, b'{"message": ', 422, "JSON decode error"),
-    Case("invalid JSON", COMPLETIONS, b'{"messages": [}', 422, "JSON decode error"),
+    Case("invalid JSON", COMPLETIONS, b'{"messages": [}', 400, "JSON decode error"),
     Case("invalid UTF-8", CHAT, b'{"message": "\xff\xfe hi"}', 400, "error parsing the body"),
     Case("invalid UTF-8", COMPLETIONS, b'{"messages": "\xc3\x28"}', 400, "error parsing"),
     Case("nested too deep", CHAT, b"[" * 100_000 + b"]" * 100_000, 400, "error parsing"),
     Case("empty body", CHAT, b"", 422, "Field required"),
-    Case("null body", COMPLETIONS, b"null", 422, "valid dictionary"),
+    Case("null body", COMPLETIONS, b"null", 400, "valid dictionary"),
     Case("only controls", CHAT, {"message": "\x00\x01\x1b\x7f"}, 422, "empty (after normaliz"),
-    Case("only controls", COMPLETIONS, user("\x00\u200b\x07"), 422, "empty (after normaliz"),
+    Case("only controls", COMPLETIONS, user("\x00\u200b\x07"), 400, "empty (after normaliz"),
     Case("lone surrogate", CHAT, b'{"message": "hi \\ud800"}', 422, "lone UTF-16 surrogate"),
-    Case("lone surrogate", COMPLETIONS, json.dumps(user("\udc00")).encode(), 422, "surrogate"),
+    Case("lone surrogate", COMPLETIONS, json.dumps(user("\udc00")).encode(), 400, "surrogate"),
     Case(
         "surrogate in history",
         CHAT,
@@ -77,9 +77,9 @@ CASES = [
     Case("message a number", CHAT, {"message": 5}, 422, "message: Input should be a valid str"),
     Case("message a list", CHAT, {"message": ["hi"]}, 422, "valid string"),
     Case("body a list", CHAT, [{"message": "hi"}], 422, "valid dictionary"),
-    Case("messages a string", COMPLETIONS, {"messages": "hi"}, 422, "valid list"),
-    Case("n a string", COMPLETIONS, {**user("hi"), "n": "2"}, 422, "n: Input should be a valid"),
-    Case("stream a string", COMPLETIONS, {**user("hi"), "stream": "yes"}, 422, "valid boolean"),
+    Case("messages a string", COMPLETIONS, {"messages": "hi"}, 400, "valid list"),
+    Case("n a string", COMPLETIONS, {**user("hi"), "n": "2"}, 400, "n: Input should be a valid"),
+    Case("stream a string", COMPLETIONS, {**user("hi"), "stream": "yes"}, 400, "valid boolean"),
     Case(
         "beam width a float",
         CHAT,
@@ -104,10 +104,10 @@ CASES = [
         422,
         "at most 4 on",
     ),
-    Case("n 0", COMPLETIONS, {**user("hi"), "n": 0}, 422, "n: Input should be greater than"),
-    Case("n -3", COMPLETIONS, {**user("hi"), "n": -3}, 422, "n: Input should be greater than"),
-    Case("n 10**30", COMPLETIONS, {**user("hi"), "n": 10**30}, 422, "n: Input should be less"),
-    Case("n over cap", COMPLETIONS, {**user("hi"), "n": 4}, 422, "n: n_best must be at most 3"),
+    Case("n 0", COMPLETIONS, {**user("hi"), "n": 0}, 400, "n: Input should be greater than"),
+    Case("n -3", COMPLETIONS, {**user("hi"), "n": -3}, 400, "n: Input should be greater than"),
+    Case("n 10**30", COMPLETIONS, {**user("hi"), "n": 10**30}, 400, "n: Input should be less"),
+    Case("n over cap", COMPLETIONS, {**user("hi"), "n": 4}, 400, "n: n_best must be at most 3"),
     Case(
         "max_length 0", CHAT, {"message": "x", "decoding": {"max_length": 0}}, 422, "greater than"
     ),
@@ -119,15 +119,15 @@ CASES = [
         422,
         "at most 16 on",
     ),
-    Case("max_tokens 0", COMPLETIONS, {**user("hi"), "max_tokens": 0}, 422, "max_tokens"),
-    Case("max_tokens -1", COMPLETIONS, {**user("hi"), "max_tokens": -1}, 422, "max_tokens"),
-    Case("max_tokens 2**64", COMPLETIONS, {**user("hi"), "max_tokens": 2**64}, 422, "max_tokens"),
-    Case("temperature -1", COMPLETIONS, {**user("hi"), "temperature": -1}, 422, "temperature"),
+    Case("max_tokens 0", COMPLETIONS, {**user("hi"), "max_tokens": 0}, 400, "max_tokens"),
+    Case("max_tokens -1", COMPLETIONS, {**user("hi"), "max_tokens": -1}, 400, "max_tokens"),
+    Case("max_tokens 2**64", COMPLETIONS, {**user("hi"), "max_tokens": 2**64}, 400, "max_tokens"),
+    Case("temperature -1", COMPLETIONS, {**user("hi"), "temperature": -1}, 400, "temperature"),
     Case(
         "temperature -0.0001",
         COMPLETIONS,
         {**user("x"), "temperature": -1e-4},
-        422,
+        400,
         "or equal to 0",
     ),
     Case(
@@ -137,17 +137,17 @@ CASES = [
         422,
         "0.01",
     ),
-    Case("temperature NaN", COMPLETIONS, b'{"temperature": NaN, "messages": []}', 422, "tempera"),
-    Case("temperature 1e400", COMPLETIONS, b'{"temperature": 1e400, "messages": []}', 422, "temp"),
-    Case("top_p 0", COMPLETIONS, {**user("hi"), "top_p": 0}, 422, "top_p: Input should be greater"),
-    Case("top_p -0.5", COMPLETIONS, {**user("hi"), "top_p": -0.5}, 422, "top_p"),
+    Case("temperature NaN", COMPLETIONS, b'{"temperature": NaN, "messages": []}', 400, "tempera"),
+    Case("temperature 1e400", COMPLETIONS, b'{"temperature": 1e400, "messages": []}', 400, "temp"),
+    Case("top_p 0", COMPLETIONS, {**user("hi"), "top_p": 0}, 400, "top_p: Input should be greater"),
+    Case("top_p -0.5", COMPLETIONS, {**user("hi"), "top_p": -0.5}, 400, "top_p"),
     Case(
-        "top_p 1.01", COMPLETIONS, {**user("hi"), "top_p": 1.01}, 422, "top_p: Input should be le"
+        "top_p 1.01", COMPLETIONS, {**user("hi"), "top_p": 1.01}, 400, "top_p: Input should be le"
     ),
     Case("decoding top_p 0", CHAT, {"message": "hi", "decoding": {"top_p": 0}}, 422, "top_p"),
     Case("decoding top_p 2", CHAT, {"message": "hi", "decoding": {"top_p": 2}}, 422, "top_p"),
     Case("unknown field", CHAT, {"message": "hi", "temprature": 1}, 422, "Extra inputs"),
-    Case("unknown field", COMPLETIONS, {**user("hi"), "functions": []}, 422, "Extra inputs"),
+    Case("functions", COMPLETIONS, {**user("hi"), "functions": [{"name": "f"}]}, 400, "tools"),
     Case("unknown decoding", CHAT, {"message": "x", "decoding": {"beam": 2}}, 422, "decoding.beam"),
     Case(
         "operator-only knob",
@@ -167,7 +167,7 @@ CASES = [
         "10,000 messages",
         COMPLETIONS,
         {"messages": [{"role": "user", "content": "x"}] * 10_000},
-        422,
+        400,
         f"messages: at most {LIMITS['max_history_turns']} turns",
     ),
     Case(
@@ -181,7 +181,7 @@ CASES = [
         "unknown role",
         COMPLETIONS,
         {"messages": [{"role": "tool", "content": "x"}, {"role": "user", "content": "hi"}]},
-        422,
+        400,
         "messages.0.role",
     ),
     Case("missing auth", CHAT, {"message": "hi"}, 401, "missing or invalid API key", {}),
@@ -231,7 +231,7 @@ def assert_error_shape(response: Any, status: int) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
     error = body["error"]
-    assert set(error) <= {"message", "type", "details"}
+    assert set(error) <= {"message", "type", "param", "code", "details"}
     assert isinstance(error["message"], str) and error["message"]
     assert isinstance(error["type"], str) and error["type"]
     if status == 422 and "details" in error:
@@ -260,7 +260,12 @@ def test_a_chunked_body_over_the_limit_is_refused(guarded: TestClient) -> None:
     response = guarded.post(CHAT, content=chunks, headers=headers)
     assert "content-length" not in response.request.headers
     error = assert_error_shape(response, 413)
-    assert error == {"message": f"the request body is over {MIB} bytes", "type": "too_large"}
+    assert error == {
+        "message": f"the request body is over {MIB} bytes",
+        "type": "too_large",
+        "param": None,
+        "code": None,
+    }
     assert response.headers["connection"] == "close"
     assert_still_serving(guarded)
 
@@ -303,7 +308,12 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape(tiny_bundle: Path, bot:
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/boom")
     error = assert_error_shape(response, 500)
-    assert error == {"message": "internal server error", "type": "internal_error"}
+    assert error == {
+        "message": "internal server error",
+        "type": "internal_error",
+        "param": None,
+        "code": None,
+    }
 
 
 # Marks of content that must never be served: this repo's Python source and /etc/passwd.
@@ -365,8 +375,8 @@ def test_raw_paths_on_the_wire_reach_nothing(tiny_bundle: Path, bot: Chatbot) ->
 def test_the_model_field_is_never_a_path(
     guarded: TestClient, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`model` is accepted for OpenAI compatibility and ignored: nothing is loaded from it and
-    the answer names the configured model."""
+    """`model` must name the served model: nothing is loaded from it, any other value is 404
+    `model_not_found`, and the answer names the configured model."""
 
     def no_loading(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"a request made the server load a model: {args}")
@@ -374,9 +384,14 @@ def test_the_model_field_is_never_a_path(
     monkeypatch.setattr(Chatbot, "load", no_loading)
     for model in ["/etc/passwd", "../../../../etc", str(tiny_bundle.parent), "models/\x00", ".."]:
         response = guarded.post(COMPLETIONS, json={**user("Hello"), "model": model}, headers=AUTH)
-        assert response.status_code == 200, response.text
-        assert response.json()["model"] == tiny_bundle.name
-        assert_no_leak(response.text)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "model_not_found"
+    response = guarded.post(
+        COMPLETIONS, json={**user("Hello"), "model": tiny_bundle.name}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == tiny_bundle.name
+    assert_no_leak(response.text)
     listed = guarded.get("/v1/models", headers=AUTH).json()["data"]
     assert [entry["id"] for entry in listed] == [tiny_bundle.name]
 

@@ -14,7 +14,7 @@ MESSAGES = [
 
 
 def test_completion_matches_the_facade(client: TestClient, bot: Chatbot) -> None:
-    body = {"model": "anything", "messages": MESSAGES, "temperature": 0, "max_tokens": 6}
+    body = {"model": "model", "messages": MESSAGES, "temperature": 0, "max_tokens": 6}
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
     data = response.json()
@@ -75,25 +75,101 @@ def test_the_decoding_extension_overrides_the_mapped_settings(
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "param"),
     [
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "assistant", "content": "hi"}]}, "last non-system message"),
-        ({"messages": [{"role": "user", "content": "  "}]}, "last non-system message"),
-        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, None),
+        ({"messages": [{"role": "user", "content": "  "}]}, None),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
         ({"messages": MESSAGES, "max_tokens": 10_000}, "max_tokens"),
         ({"messages": MESSAGES, "n": 100}, "n"),
         ({"messages": MESSAGES, "top_p": 2}, "top_p"),
-        ({"messages": MESSAGES, "logit_bias": {}}, "logit_bias"),
-        (
-            {"messages": MESSAGES, "decoding": {"beam_width": 99}},
-            '["body", "decoding", "beam_width"]',
-        ),
-        ({"messages": MESSAGES, "decoding": {"beam": 2}}, "beam"),
+        ({"messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": MESSAGES, "top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({"messages": MESSAGES, "presence_penalty": 2.5}, "presence_penalty"),
+        ({"messages": MESSAGES, "decoding": {"beam_width": 99}}, "decoding.beam_width"),
+        ({"messages": MESSAGES, "decoding": {"beam": 2}}, "decoding.beam"),
     ],
 )
-def test_bad_requests_are_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
+def test_invalid_requests_are_400_naming_the_param(
+    client: TestClient, body: dict, param: str | None
+) -> None:
     response = client.post("/v1/chat/completions", json=body)
-    assert response.status_code == 422
-    assert field in json.dumps(response.json())
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        param,
+        "invalid_value",
+    )
     assert client.post("/v1/chat/completions", json={"messages": MESSAGES}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"web_search_options": {}}, None),  # empty: accepted
+    ],
+)
+def test_fields_the_model_cannot_honour_are_400_unsupported(
+    client: TestClient, changes: dict, param: str | None
+) -> None:
+    response = client.post("/v1/chat/completions", json={"messages": MESSAGES, **changes})
+    if param is None:
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "unsupported_parameter")
+
+
+def test_image_and_audio_inputs_are_400_naming_the_content_part(client: TestClient) -> None:
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]
+    body = {"messages": [{"role": "user", "content": content}]}
+    error = client.post("/v1/chat/completions", json=body).json()["error"]
+    assert (error["param"], error["code"]) == ("messages.0.content", "unsupported_parameter")
+    assert "image_url" in error["message"]
+
+
+def test_text_content_parts_are_joined(client: TestClient, bot: Chatbot) -> None:
+    content = [{"type": "text", "text": "What's your"}, {"type": "text", "text": "favorite food?"}]
+    body = {"messages": [{"role": "user", "content": content}], "temperature": 0}
+    choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]
+    expected = bot.reply("What's your\nfavorite food?", strategy="greedy")
+    assert choice["message"]["content"] == expected.text
+
+
+def test_service_options_and_unknown_fields_are_accepted(client: TestClient) -> None:
+    body = {
+        "messages": MESSAGES,
+        "metadata": {"k": "v"},
+        "store": False,
+        "service_tier": "auto",
+        "prompt_cache_key": "x",
+        "reasoning_effort": "low",
+        "logit_bias": {"5": 0},
+        "parallel_tool_calls": False,
+        "a_field_from_the_future": 1,
+    }
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_an_unknown_model_is_404_model_not_found(client: TestClient) -> None:
+    body = {"model": "no-such-model", "messages": MESSAGES}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("model", "model_not_found")
+    assert "no-such-model" in error["message"]

@@ -53,12 +53,16 @@ def test_the_last_message_must_be_a_users():
 
 
 def test_finish_reasons_are_openai_names():
-    assert FINISH_REASONS == {FinishReason.EOS: "stop", FinishReason.LENGTH: "length"}
+    assert FINISH_REASONS == {
+        FinishReason.EOS: "stop",
+        FinishReason.LENGTH: "length",
+        FinishReason.STOP: "stop",  # cut before a stop sequence
+    }
 
 
-def test_a_chunk_leaves_unsent_delta_fields_out_but_keeps_a_null_finish_reason():
+def test_a_chunk_leaves_unsent_delta_fields_out_but_keeps_null_logprobs_and_finish_reason():
     choice = ChatCompletionChunkChoice(index=0, delta=ChoiceDelta(content="hi"))
     chunk = ChatCompletionChunk(id="c", created=1, model="m", choices=[choice])
     assert json.loads(json.dumps(chunk.model_dump()))["choices"] == [
-        {"index": 0, "delta": {"content": "hi"}, "finish_reason": None}
+        {"index": 0, "delta": {"content": "hi"}, "logprobs": None, "finish_reason": None}
     ]

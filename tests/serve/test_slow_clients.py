@@ -230,6 +230,8 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(
     assert json.loads(body)["error"] == {
         "message": "the request body is over 65536 bytes",
         "type": "too_large",
+        "param": None,
+        "code": None,
     }
     chat_ok(port)
 

@@ -188,3 +188,21 @@ def test_init_from_refuses_another_tokenizer_or_architecture(prepared, tmp_path)
     with pytest.raises(ConfigError, match="prepare --tokenizer"):
         train(config, tmp_path / "other", tmp_path / "x", quiet(init_from=tmp_path / "first"))
     assert not (tmp_path / "wider").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_fresh_run_starts_the_pieces_no_target_holds_low(prepared, tmp_path):
+    from chatbot.pipeline import encode_examples
+    from chatbot.shards import target_ids
+    from chatbot.training.trainer import Trainer
+
+    config = load_config("configs/tiny.yaml", TINY)
+    trainer = Trainer(config, prepared, tmp_path / "model", quiet())
+    data = PreparedData.load(prepared)
+    seen = target_ids(data.shards("train"))
+    targets = encode_examples(data.examples("train"), data.tokenizer).targets
+    assert seen.tolist() == sorted({3}.union(*(t.tolist() for t in targets)))
+    assert 3 in seen and len(seen) < data.tokenizer.vocab_size - 256  # bytes are never targets
+    model, _ = trainer._build(seen)
+    biases = model.output_projection.get_weights()[1]
+    unseen = np.setdiff1d(np.arange(data.tokenizer.vocab_size), seen)
+    assert (biases[unseen] == -10).all() and (biases[seen] == 0).all()
