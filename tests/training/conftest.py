@@ -29,7 +29,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         words = rng.choice(WORDS, size=rng.integers(2, 6))
         lines.append(f"{' '.join(words)}\t{' '.join(words[::-1])}")
     root = tmp_path_factory.mktemp("data")
-    (root / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = DataConfig(history=1, valid_fraction=0.2, tokenizer={"vocab_size": 300})
-    prepare("tsv", [root / "pairs.tsv"], root / "prepared", config)
+    (root / "pairs.tsv").write_text("\n".join(lines[:48]) + "\n", encoding="utf-8")
+    (root / "valid.tsv").write_text("\n".join(lines[48:]) + "\n", encoding="utf-8")
+    config = DataConfig(history=1, tokenizer={"vocab_size": 300})
+    prepare(
+        "tsv", [root / "pairs.tsv"], root / "prepared", config, valid_inputs=[root / "valid.tsv"]
+    )
     return root / "prepared"
