@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.errors import DataError
-from chatbot.pipeline import make_dataset
+from chatbot.pipeline import make_dataset, read_shards
 from chatbot.prepare import PreparedData, Split
-from chatbot.shards import read_shards
 from chatbot.tokenizer import SEP_ID, Tokenizer
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from chatbot.config import Direction
 from chatbot.corpora import Dialogue, Skip, Turn
 from chatbot.errors import DataError
 from chatbot.normalize import Normalizer
+from chatbot.tokenizer import Tokenizer, join_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,28 @@ class Example:
                 f"{where}: expected 'context' (non-empty list of strings) and 'response' (string)"
             )
         return cls(tuple(context), response, str(record.get("source", "")))
+
+
+@dataclass(frozen=True)
+class EncodedExamples:
+    """Untruncated ids: sources (context joined by SEP, ended by EOS) and bare responses."""
+
+    sources: list[np.ndarray]
+    targets: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer) -> EncodedExamples:
+    """Encode every distinct turn once, then assemble each example's ids."""
+    texts = sorted({t for ex in examples for t in ex.context} | {ex.response for ex in examples})
+    ids_of = dict(zip(texts, tokenizer.encode(texts), strict=True))
+    sources = [
+        np.asarray(join_context([ids_of[t] for t in ex.context]), np.int32) for ex in examples
+    ]
+    targets = [np.asarray(ids_of[ex.response], np.int32) for ex in examples]
+    return EncodedExamples(sources, targets)
 
 
 def normalize_dialogue(dialogue: Dialogue, normalizer: Normalizer) -> Dialogue | Skip:

@@ -1,9 +1,9 @@
 """The input pipeline: examples -> token ids -> shuffled, length-bucketed, padded batches.
 
 Text is encoded once, by `chatbot prepare`, with SentencePiece's batched C++ encoder, and stored
-as TFRecord shards (`chatbot.shards`); everything after that (reading, shuffling, truncation,
-the teacher-forcing shift, bucketing, padding, masks) runs inside `tf.data`, so the maximum
-lengths can change at training time without re-preparing the data.
+as TFRecord shards (`chatbot.shards`); everything after that (reading them with `read_shards`,
+shuffling, truncation, the teacher-forcing shift, bucketing, padding, masks) runs inside
+`tf.data`, so the maximum lengths can change at training time without re-preparing the data.
 
 A batch is `(inputs, targets, weights)` as `keras.Model.fit` expects:
 - `inputs["source_ids"]`: int32 [batch, src_len], padded with PAD_ID (0); the context turns
@@ -18,36 +18,39 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from chatbot.examples import Example
 from chatbot.shards import Lengths
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, join_context
+from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+_FEATURES = {
+    "source": tf.io.RaggedFeature(tf.int64),
+    "target": tf.io.RaggedFeature(tf.int64),
+}
 
 
-@dataclass(frozen=True)
-class EncodedExamples:
-    """Untruncated ids: sources (context joined by SEP, ended by EOS) and bare responses."""
+def read_shards(paths: Sequence[Path], *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(source, target) int32 id vectors of every example in `paths`: the files in a seeded
+    order (when `shuffle`), read a few at a time and interleaved record by record, so memory
+    does not grow with the data; the same seed gives the same order."""
+    files = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(len(paths), 8)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    sources: list[np.ndarray]
-    targets: list[np.ndarray]
 
-    def __len__(self) -> int:
-        return len(self.sources)
-
-
-def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer) -> EncodedExamples:
-    """Encode every distinct turn once, then assemble each example's ids."""
-    texts = sorted({t for ex in examples for t in ex.context} | {ex.response for ex in examples})
-    ids_of = dict(zip(texts, tokenizer.encode(texts), strict=True))
-    sources = [
-        np.asarray(join_context([ids_of[t] for t in ex.context]), np.int32) for ex in examples
-    ]
-    targets = [np.asarray(ids_of[ex.response], np.int32) for ex in examples]
-    return EncodedExamples(sources, targets)
+def _parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    example = tf.io.parse_single_example(record, _FEATURES)
+    return tf.cast(example["source"], tf.int32), tf.cast(example["target"], tf.int32)
 
 
 def bucket_boundaries(max_len: int, width: int) -> list[int]:

@@ -41,13 +41,13 @@ from chatbot.examples import (
     dialogue_examples,
     dialogue_from_json,
     dialogue_to_json,
+    encode_examples,
     in_valid_split,
     normalize_dialogue,
     read_examples,
 )
 from chatbot.generic_filter import GenericFilter, ReplyCounts
 from chatbot.normalize import Normalizer
-from chatbot.pipeline import encode_examples
 from chatbot.shards import Shard, ShardWriter, percentiles, total_lengths
 from chatbot.tokenizer import SPECIAL_IDS, TOKENIZER_FILE, Tokenizer
 

@@ -2,9 +2,10 @@
 
 `chatbot prepare` writes each split as N shard files (`train-00003-of-00008.tfrecord`), one
 `tf.train.Example` a record with the untruncated `source` ids (the context joined by SEP and
-ended by EOS) and the bare `target` ids, examples dealt to the files in turn. Each file's
-histogram of (source length, target length + 1) counts, kept in the manifest, tells how many
-batches any set of files makes under any length limits without reading them
+ended by EOS) and the bare `target` ids, examples dealt to the files in turn; the writer needs
+no TensorFlow (`chatbot.tfrecord`), and training reads them with `chatbot.pipeline.read_shards`.
+Each file's histogram of (source length, target length + 1) counts, kept in the manifest,
+tells how many batches any set of files makes under any length limits without reading them
 (`chatbot.pipeline.batches_per_epoch`), and gives the length percentiles in stats.json exactly,
 in memory bounded by the distinct lengths rather than the corpus. Each file's distinct target
 ids, kept there too, tell training which pieces no reply uses (`target_ids`).
@@ -19,18 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from chatbot.errors import DataError
+from chatbot.tfrecord import example_bytes, frame
 from chatbot.tokenizer import EOS_ID
 
 # (source length, target length + 1): the lengths `chatbot.pipeline` buckets and truncates
 # (the +1 is the EOS a target gets), mapped to how many examples have them.
 Lengths = Counter[tuple[int, int]]
-_FEATURES = {
-    "source": tf.io.RaggedFeature(tf.int64),
-    "target": tf.io.RaggedFeature(tf.int64),
-}
 
 
 @dataclass(frozen=True)
@@ -82,56 +79,27 @@ class ShardWriter:
 
     def __init__(self, directory: Path, split: str, count: int) -> None:
         self.paths = [directory / f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
-        self._writers = [tf.io.TFRecordWriter(str(path)) for path in self.paths]
+        self._files = [path.open("wb") for path in self.paths]
         self._lengths: list[Lengths] = [Counter() for _ in self.paths]
         self._target_ids: list[set[int]] = [set() for _ in self.paths]
         self._written = 0
 
     def write(self, source: Sequence[int], target: Sequence[int]) -> None:
         """Append one example: untruncated source ids and bare target ids."""
-        index = self._written % len(self._writers)
-        record = tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "source": tf.train.Feature(int64_list=tf.train.Int64List(value=source)),
-                    "target": tf.train.Feature(int64_list=tf.train.Int64List(value=target)),
-                }
-            )
-        )
-        self._writers[index].write(record.SerializeToString())
+        index = self._written % len(self._files)
+        self._files[index].write(frame(example_bytes({"source": source, "target": target})))
         self._lengths[index][len(source), len(target) + 1] += 1
         self._target_ids[index].update(target)
         self._written += 1
 
     def close(self) -> list[Shard]:
         """Flush and close every file; the shards written, in file order."""
-        for writer in self._writers:
-            writer.close()
+        for file in self._files:
+            file.close()
         return [
             Shard(path, sum(lengths.values()), lengths, frozenset(ids))
             for path, lengths, ids in zip(self.paths, self._lengths, self._target_ids, strict=True)
         ]
-
-
-def read_shards(paths: Sequence[Path], *, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """(source, target) int32 id vectors of every example in `paths`: the files in a seeded
-    order (when `shuffle`), read a few at a time and interleaved record by record, so memory
-    does not grow with the data; the same seed gives the same order."""
-    files = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
-    if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
-    records = files.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=max(1, min(len(paths), 8)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def _parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    example = tf.io.parse_single_example(record, _FEATURES)
-    return tf.cast(example["source"], tf.int32), tf.cast(example["target"], tf.int32)
 
 
 def percentiles(values: Counter[int], points: Sequence[int]) -> dict[int, int]:

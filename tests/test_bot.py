@@ -6,8 +6,7 @@ from chatbot.bundle import Bundle
 from chatbot.corpora import Dialogue, Turn
 from chatbot.decoding.search import Decoded, FinishReason
 from chatbot.errors import BundleError, ConfigError, DataError
-from chatbot.examples import dialogue_examples
-from chatbot.pipeline import encode_examples
+from chatbot.examples import dialogue_examples, encode_examples
 from chatbot.tokenizer import EOS_ID, pad_ids
 
 from .conftest import BACKWARD_ANSWER as ANSWER

@@ -258,9 +258,16 @@ def test_dockerignore_keeps_local_state_out_of_the_context():
 
 
 # What requirements-serve.in leaves out of the image, and why (the file says so too).
-NOT_SERVED = {"tensorflow-text", "tensorboard", "sacrebleu", "matplotlib"}
+NOT_SERVED = {"tensorflow-text", "tensorboard", "sacrebleu", "matplotlib", "google-crc32c"}
 # What the serving path must not import: those, and libclang, which the Dockerfile uninstalls.
-NOT_IN_THE_IMAGE = ("tensorflow_text", "tensorboard", "sacrebleu", "matplotlib", "clang")
+NOT_IN_THE_IMAGE = (
+    "tensorflow_text",
+    "tensorboard",
+    "sacrebleu",
+    "matplotlib",
+    "google_crc32c",
+    "clang",
+)
 
 
 def requirements_of(path: Path) -> list[Requirement]:

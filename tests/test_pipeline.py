@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chatbot.examples import Example
+from chatbot.examples import EncodedExamples, Example, encode_examples
 from chatbot.pipeline import (
-    EncodedExamples,
     batches_per_epoch,
     bucket_boundaries,
-    encode_examples,
     make_dataset,
     truncate_and_shift,
 )
@@ -75,7 +73,7 @@ def _encoded(lengths, tiny_tokenizer):
 
 
 def _elements(encoded: EncodedExamples) -> tf.data.Dataset:
-    """(source, target) id vectors, as `chatbot.shards.read_shards` yields them."""
+    """(source, target) id vectors, as `chatbot.pipeline.read_shards` yields them."""
     return tf.data.Dataset.from_generator(
         lambda: zip(encoded.sources, encoded.targets, strict=True),
         output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),

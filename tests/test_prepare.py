@@ -5,9 +5,9 @@ import pytest
 from chatbot.cli import main
 from chatbot.config import DataConfig, TokenizerConfig
 from chatbot.errors import ConfigError, DataError
-from chatbot.pipeline import encode_examples
+from chatbot.examples import encode_examples
+from chatbot.pipeline import read_shards
 from chatbot.prepare import Part, PreparedData, merge_parts, prepare, prepare_tokenizer
-from chatbot.shards import read_shards
 from chatbot.tokenizer import SPECIAL_IDS
 
 from .conftest import TINY_CORPUS

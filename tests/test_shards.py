@@ -6,7 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from chatbot.shards import ShardWriter, percentiles, read_shards, total_lengths
+from chatbot.pipeline import read_shards
+from chatbot.shards import ShardWriter, percentiles, total_lengths
 
 
 def test_written_examples_read_back_dealt_over_the_files(tmp_path):

@@ -19,8 +19,8 @@ import tensorflow as tf
 from chatbot.config import DistributionStrategy, TrainingConfig
 from chatbot.errors import DataError
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.pipeline import batches_per_epoch, make_dataset
-from chatbot.shards import Shard, read_shards, total_lengths
+from chatbot.pipeline import batches_per_epoch, make_dataset, read_shards
+from chatbot.shards import Shard, total_lengths
 
 log = logging.getLogger(__name__)
 

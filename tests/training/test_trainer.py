@@ -191,7 +191,7 @@ def test_init_from_refuses_another_tokenizer_or_architecture(prepared, tmp_path)
 
 
 def test_a_fresh_run_starts_the_pieces_no_target_holds_low(prepared, tmp_path):
-    from chatbot.pipeline import encode_examples
+    from chatbot.examples import encode_examples
     from chatbot.shards import target_ids
     from chatbot.training.trainer import Trainer
 
