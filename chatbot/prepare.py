@@ -8,10 +8,10 @@ Two streaming passes, all written atomically to one directory that `PreparedData
    records go to skipped.jsonl as they come;
 2. the tokenizer is trained on a bounded, seeded sample of the spooled training turns
    (SentencePiece's `input_sentence_size` with shuffling: `data.tokenizer.max_sentences`)
-   unless one is given; with `data.max_reply_entropy`, a counting pass over the training
-   examples finds the generic replies; then each split's examples are encoded a block at a time
-   and written as TFRecord shards of token ids (`chatbot.shards`, what training reads) and as
-   JSONL (for people and `chatbot evaluate`).
+   unless one is given; with `data.max_reply_entropy`, two counting passes over the training
+   examples find the generic replies (`chatbot.generic_filter`); then each split's examples
+   are encoded a block at a time and written as TFRecord shards of token ids
+   (`chatbot.shards`, what training reads) and as JSONL (for people and `chatbot evaluate`).
 
 A corpus too big for one process is prepared by several: each takes every K-th record
 (`Part`) with a tokenizer trained once beforehand (`prepare_tokenizer`), writes
@@ -46,7 +46,7 @@ from chatbot.examples import (
     normalize_dialogue,
     read_examples,
 )
-from chatbot.generic_filter import GenericFilter, ReplyCounts
+from chatbot.generic_filter import GenericFilter
 from chatbot.normalize import Normalizer
 from chatbot.shards import Shard, ShardWriter, percentiles, total_lengths
 from chatbot.tokenizer import SPECIAL_IDS, TOKENIZER_FILE, Tokenizer
@@ -230,14 +230,13 @@ def _train_tokenizer(spool: _Spool, config: DataConfig) -> Tokenizer:
 
 
 def _generic_filter(spool: _Spool, config: DataConfig) -> GenericFilter | None:
-    """With `data.max_reply_entropy`, the filter of generic replies, from one counting pass
+    """With `data.max_reply_entropy`, the filter of generic replies, from two counting passes
     over the training examples."""
     if config.max_reply_entropy is None:
         return None
-    counts = ReplyCounts()
-    for example in _examples(spool.files["train"], config):
-        counts.add(example)
-    return GenericFilter(counts.entropies(), config.max_reply_entropy)
+    return GenericFilter.over(
+        lambda: _examples(spool.files["train"], config), config.max_reply_entropy
+    )
 
 
 def _write_split(
