@@ -45,6 +45,13 @@ def test_unicode_nfkc_and_whitespace():
 def test_control_and_format_characters_are_dropped():
     assert normalize("a\u0007b\u200bc\ufeff") == "abc"
     assert normalize("\x00\x01") == ""
+    assert normalize("a\x7fb\x1fc") == normalize("a\x7fb\x1fc\u200b") == "ab c"  # \x1f is a space
+
+
+@given(st.text(st.characters(max_codepoint=127)))
+def test_ascii_text_drops_the_characters_other_text_does(text):
+    """ASCII text takes a `str.translate` fast path; it must agree with the general one."""
+    assert normalize(text) == normalize(text + "\u200b")
 
 
 def test_sentencepiece_meta_symbol_is_replaced():
