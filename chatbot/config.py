@@ -67,7 +67,9 @@ class TokenizerConfig(StrictModel):
     model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
     vocab_size: int = Field(default=8000, ge=64, le=1_000_000)
     character_coverage: float = Field(default=0.9995, gt=0.0, le=1.0)
-    max_sentences: int = Field(default=2_000_000, ge=1)
+    # SentencePiece's trainer needs about 1.7 KB a sampled turn (0.53 GB at 300,000), which
+    # bounds prepare's memory (docs/performance.md, "Preparing at scale")
+    max_sentences: int = Field(default=300_000, ge=1)
     split_digits: bool = False
     user_defined_symbols: tuple[str, ...] = ()
 

@@ -297,7 +297,10 @@ def test_the_shipped_bundle_from_before_the_options_loads_and_answers():
     tree = yaml.safe_load((bundle / "config.yaml").read_text("utf-8"))
     assert not {"split_digits", "user_defined_symbols"} & set(tree["data"]["tokenizer"])
     bot = Chatbot.load(bundle)
-    assert bot.config.data.tokenizer == TokenizerConfig(model_type="unigram", vocab_size=8000)
+    # max_sentences was 2,000,000 by default then (DailyDialog has fewer turns: all are used)
+    assert bot.config.data.tokenizer == TokenizerConfig(
+        model_type="unigram", vocab_size=8000, max_sentences=2_000_000
+    )
     assert bot.reply("Hi, how are you?", seed=0).text.strip()
     text = "It costs 12.50 dollars, right?"
     assert bot.tokenizer.decode(bot.tokenizer.encode([text])[0]) == text
