@@ -158,6 +158,16 @@ def test_a_directory_prepared_before_shards_fails_with_one_line_saying_to_prepar
     assert "\n" not in message and "run `chatbot prepare` on the corpus again" in message
 
 
+def test_training_on_a_directory_prepared_before_shards_is_one_line_of_error(tmp_path, capsys):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format_version": 1}')
+    code = main(["train", "--data", str(tmp_path / "old"), "--out", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and "run `chatbot prepare` on the corpus again" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
 @pytest.mark.shared_data
 def test_real_dailydialog_train_zip_gives_the_published_counts(shared_data, tmp_path):
     config = DataConfig(history=1, tokenizer=TokenizerConfig(vocab_size=2000))

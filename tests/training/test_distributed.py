@@ -14,6 +14,7 @@ import numpy as np
 
 from chatbot.bundle import Bundle
 from chatbot.config import load_config
+from chatbot.prepare import PreparedData
 from chatbot.training.trainer import TrainOptions, train
 
 from .conftest import TINY
@@ -86,14 +87,16 @@ def test_two_workers_on_loopback_end_with_identical_weights(prepared: Path, tmp_
         for index, (code, log) in enumerate(zip(codes, logs, strict=True))
     )
     assert codes == [0, 0], output
-    read = [set(re.findall(r"input pipeline \d of 2 reads (.*)", log.read_text())) for log in logs]
-    assert read[0] == {
-        " ".join(f"train-{i:05d}-of-00008.tfrecord" for i in (0, 2, 4, 6)),
-        " ".join(f"valid-{i:05d}-of-00008.tfrecord" for i in (0, 2, 4, 6)),
-    }, output
-    assert read[1] == {files.replace("00000-", "00001-").replace("00002-", "00003-")
-                       .replace("00004-", "00005-").replace("00006-", "00007-")
-                       for files in read[0]}, output  # fmt: skip
+    data = PreparedData.load(prepared)
+    every = {s.path.name for split in ("train", "valid") for s in data.shards(split)}
+    lines = [re.findall(r"input pipeline \d of 2 reads (.*)", log.read_text()) for log in logs]
+    read = [{name for names in found for name in names.split()} for found in lines]
+    assert read[0] and read[1] and not read[0] & read[1], output  # each its own files
+    assert read[0] | read[1] == every and len(every) == 16, output  # 8 a split, all read
+    first = [
+        f"{split}-{i:05d}-of-00008.tfrecord" for split in ("train", "valid") for i in (0, 2, 4, 6)
+    ]
+    assert sorted(read[0]) == first, output  # worker i reads every 2nd file from the i-th
 
     chief, other = Bundle.load(tmp_path / "model-0"), Bundle.load(tmp_path / "model-1")
     for ours, theirs in zip(chief.model.weights, other.model.weights, strict=True):

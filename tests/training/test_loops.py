@@ -32,6 +32,24 @@ def test_a_distributed_epoch_has_whole_batches_and_skips_those_done(tmp_path):
     assert len(list(rest)) == 1
 
 
+def test_a_resumed_epoch_reads_the_batches_the_whole_epoch_had_left(tmp_path):
+    """Resume restores the input position mid-epoch: the same seed gives the same shuffled
+    batches, and skipping those already trained leaves exactly the rest."""
+    writer = ShardWriter(tmp_path, "train", 4)
+    for i in range(40):
+        writer.write([10 + i, 3], [50 + i % 7])
+    shards = writer.close()
+
+    def sources(skip: int) -> list[list[int]]:
+        dataset, steps = loops().distributed(shards, shuffle=True, seed=7, skip=skip)
+        assert steps == 10
+        return [batch[0]["source_ids"].numpy()[:, 0].tolist() for batch in dataset]
+
+    whole = sources(0)
+    assert sorted(i for batch in whole for i in batch) == list(range(10, 50))
+    assert sources(6) == whole[6:]
+
+
 def test_validation_without_examples_is_empty(tmp_path):
     shards = ShardWriter(tmp_path, "valid", 2).close()
     assert loops().validate(None, shards) == {}  # type: ignore[arg-type]
