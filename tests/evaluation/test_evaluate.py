@@ -40,9 +40,11 @@ def prepared(tmp_path_factory) -> Path:
     turns = [" ".join(rng.choice(WORDS, size=rng.integers(2, 5))) for _ in range(90)]
     lines = [json.dumps({"turns": turns[i : i + 3]}) for i in range(0, 90, 3)]
     root = tmp_path_factory.mktemp("data")
-    (root / "chats.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = DataConfig(history=2, valid_fraction=0.2, tokenizer={"vocab_size": 300})
-    prepare("jsonl", [root / "chats.jsonl"], root / "prepared", config)
+    (root / "chats.jsonl").write_text("\n".join(lines[:24]) + "\n", encoding="utf-8")
+    (root / "valid.jsonl").write_text("\n".join(lines[24:]) + "\n", encoding="utf-8")
+    config = DataConfig(history=2, tokenizer={"vocab_size": 300})
+    valid = [root / "valid.jsonl"]  # 6 dialogues, 12 examples
+    prepare("jsonl", [root / "chats.jsonl"], root / "prepared", config, valid_inputs=valid)
     return root / "prepared"
 
 
