@@ -38,7 +38,7 @@ class Shard:
     path: Path
     examples: int
     lengths: Lengths = field(compare=False)
-    target_ids: frozenset[int] = field(compare=False, default=frozenset())
+    target_ids: frozenset[int] = field(compare=False)
 
     def to_json(self, root: Path) -> dict[str, Any]:
         """The manifest's entry: the path relative to the prepared directory `root`."""
