@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.bundle import Bundle
+from chatbot.bundle import NIDF, Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.kernels import is_possible
@@ -125,6 +125,7 @@ class Chatbot:
             jit_compile=jit_compile,
             xla_max_rows=xla_max_rows,
             canonical_ids=bundle.tokenizer.canonical_ids(),
+            nidf=bundle.nidf,
             runtime=runtime,
         )
 
@@ -162,6 +163,11 @@ class Chatbot:
                 "decoding: mmi_backward needs a backward model, and this bundle has no "
                 f"{BACKWARD}/ folder (models/README.md shows how to train one)"
             )
+        if settings.specificity and self.bundle.nidf is None:
+            raise ConfigError(
+                f"decoding: specificity needs the bundle's {NIDF}, which `chatbot train` "
+                "writes; this bundle was trained before it existed"
+            )
         return settings
 
     def context_ids(self, message: str, history: Sequence[str] | None = None) -> list[int]:
@@ -192,6 +198,7 @@ class Chatbot:
             banned=phrase_ids(phrases),
             penalize_repeats=settings.repetition_penalty > 1.0,
             penalize_counts=bool(settings.presence_penalty or settings.frequency_penalty),
+            weight_specificity=bool(settings.specificity),
             logprobs=settings.logprobs,
         )
         seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "big")
@@ -205,6 +212,7 @@ class Chatbot:
             repetition_penalty=settings.repetition_penalty,
             presence_penalty=settings.presence_penalty,
             frequency_penalty=settings.frequency_penalty,
+            specificity=settings.specificity,
             seed=[seed % 2**31, seed // 2**31 % 2**31],
         )
         return spec, knobs, min(settings.n_best, width)

@@ -307,6 +307,14 @@ class DecodingConfig(StrictModel):
         description="subtracted from a token's logit once per time it is already in the reply "
         "(OpenAI's frequency_penalty); > 0 discourages repeats",
     )
+    specificity: float = Field(
+        default=0.0,
+        ge=-10.0,
+        le=10.0,
+        description="NIDF-weighted decoding (See et al. 2019): adds this times each token's "
+        "normalized inverse document frequency over the training replies to its logit; > 0 "
+        "favours rarer, more specific words, < 0 commoner ones; needs the bundle's nidf.npy",
+    )
     banned_phrases: tuple[str, ...] = Field(
         default=(), description="phrases a reply may never contain (matched on tokens)"
     )

@@ -186,3 +186,22 @@ def test_merged_settings_can_be_given_instead_of_overrides(bot):
     given = bot.reply_batch(["Hello there"], settings=settings)[0]
     merged = bot.reply("Hello there", strategy="beam", beam_width=2, n_best=2)
     assert given.candidates == merged.candidates
+
+
+def test_specificity_makes_replies_use_rarer_pieces(bot):
+    messages = ["Hello", "What is your name?", "Where do you live?", "Do you like pizza?"]
+
+    def mean_nidf(specificity: float) -> float:
+        replies = bot.reply_batch(messages, strategy="greedy", specificity=specificity)
+        return float(
+            np.mean([bot.bundle.nidf[i] for reply in replies for i in reply.candidates[0].ids])
+        )
+
+    assert mean_nidf(6.0) > mean_nidf(0.0) + 0.1
+
+
+def test_specificity_needs_the_bundles_nidf(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    bundle.nidf = None
+    with pytest.raises(ConfigError, match=r"specificity needs the bundle's nidf\.npy"):
+        Chatbot(bundle).reply("Hello", specificity=2.0)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from chatbot.atomic import DiskFullError
 from chatbot.bundle import Bundle
 from chatbot.config import Config, DistributionStrategy, Precision
+from chatbot.decoding.specificity import nidf, reply_frequencies
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.pipeline import EncodedExamples, encode_examples, target_ids
@@ -159,6 +160,7 @@ class Trainer:
         training = self.config.training
         train_examples, valid_examples = self._encoded("train"), self._encoded("valid")
         model, state = self._build(target_ids(train_examples))
+        frequencies = reply_frequencies(train_examples.targets, self.data.tokenizer.vocab_size)
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:
             checkpoints.restore_latest()
@@ -180,7 +182,9 @@ class Trainer:
                 stopped = "early_stopping"
                 break
         log.info("training %s after %d epoch(s)", stopped, int(state.epoch.numpy()))
-        return self._finish(model, state, checkpoints, stopped, started, tokens_per_second)
+        return self._finish(
+            model, state, checkpoints, stopped, started, tokens_per_second, nidf(frequencies)
+        )
 
     def _train_epoch(
         self,
@@ -243,8 +247,10 @@ class Trainer:
         stopped: str,
         started: float,
         tokens_per_second: float,
+        token_nidf: np.ndarray,
     ) -> TrainReport:
-        """Write the bundle from the best weights (the last ones if those are damaged)."""
+        """Write the bundle from the best weights (the last ones if those are damaged), with
+        `token_nidf` for NIDF-weighted decoding."""
         history = state.history_list()
         best_record = min(history, key=lambda r: r.get("val_loss", math.inf), default={})
         if checkpoints.best.latest_checkpoint and not checkpoints.restore_best(model):
@@ -268,7 +274,7 @@ class Trainer:
             init_from=self.options.init_from,
         )
         try:
-            Bundle(self.config, self.data.tokenizer, model, history, card).save(
+            Bundle(self.config, self.data.tokenizer, model, history, card, token_nidf).save(
                 self.out_dir, overwrite=True
             )
         except DiskFullError as error:
