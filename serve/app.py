@@ -96,6 +96,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.ready = False
     app.state.batcher = None
     await batcher.stop()
+    await app.state.sessions.aclose()
 
 
 def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> FastAPI:

@@ -35,3 +35,9 @@ def bot(tiny_bundle: Path) -> Chatbot:
 def client(tiny_bundle: Path, bot: Chatbot) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings(tiny_bundle), bot=bot)) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the server's event loop (anyio's plugin would add trio)."""
+    return "asyncio"
