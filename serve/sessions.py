@@ -1,11 +1,11 @@
 """Server-side conversation history for clients that send a `session_id` instead of the history.
 
-`SessionStore` is the one interface the routes use, which a shared store (Redis, a database)
-implements too; `MemorySessionStore` (the default) keeps sessions in this process. A store
-forgets a session idle for `ttl_s` and keeps the newest `max_turns` turns of each, so memory
-stays bounded whatever clients do. The methods are coroutines because a shared store is reached
-over the network; a store that cannot be reached raises `SessionStoreUnavailableError`, which
-the server answers with 503.
+`SessionStore` is the one interface the routes use; `MemorySessionStore` (the default) keeps
+sessions in this process, `serve.redis_sessions.RedisSessionStore` in Redis, shared by every
+replica. A store forgets a session idle for `ttl_s` and keeps the newest `max_turns` turns of
+each, so memory stays bounded whatever clients do. The methods are coroutines because a shared
+store is reached over the network; a store that cannot be reached raises
+`SessionStoreUnavailableError`, which the server answers with 503.
 """
 
 from __future__ import annotations
