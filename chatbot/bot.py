@@ -152,11 +152,14 @@ class Chatbot:
     def settings(self, **overrides: Any) -> DecodingConfig:
         """The bundle's decoding defaults with `overrides` (None values ignored), validated;
         a bad value raises `ConfigError` naming the field. A `max_length` below the default
-        `min_length` lowers it to fit (an explicit `min_length` is kept, and checked)."""
+        `min_length` lowers it to fit (an explicit `min_length` is kept, and checked), and an
+        `n_best` above the default `samples` raises it."""
         given = {key: value for key, value in overrides.items() if value is not None}
         merged = {**self.config.decoding.model_dump(), **given}
         if "max_length" in given and "min_length" not in given:  # a shorter limit fits
             merged["min_length"] = min(merged["min_length"], merged["max_length"])
+        if "n_best" in given and "samples" not in given and merged["samples"] is not None:
+            merged["samples"] = max(merged["samples"], merged["n_best"])  # more asked, more drawn
         settings = parse_config(DecodingConfig, merged, where="decoding")
         if settings.mmi_backward and self.backward is None:
             raise ConfigError(
@@ -183,7 +186,8 @@ class Chatbot:
         """(search spec, knobs, candidates returned) for `settings`; the exporter builds its
         graph from the same plan."""
         strategy = settings.strategy
-        width = {"greedy": 1, "beam": settings.beam_width, "sample": settings.n_best}[strategy]
+        drawn = settings.samples or settings.n_best
+        width = {"greedy": 1, "beam": settings.beam_width, "sample": drawn}[strategy]
         phrases = [
             ids
             for phrase in settings.banned_phrases

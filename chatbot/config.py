@@ -250,7 +250,15 @@ class DecodingConfig(StrictModel):
         default=1,
         ge=1,
         le=64,
-        description="candidates returned (beam: at most beam_width) or drawn (sample)",
+        description="candidates returned (beam: at most beam_width; sample: the best of "
+        "samples, or as many drawn when samples is not set)",
+    )
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="replies the sample strategy draws, ranked (with MMI reranking, when set) "
+        "to return the best n_best; None: n_best",
     )
     length_penalty: float = Field(
         default=0.6,
@@ -356,6 +364,8 @@ class DecodingConfig(StrictModel):
             raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
         if self.strategy == "beam" and self.n_best > self.beam_width:
             raise ValueError(f"n_best {self.n_best} exceeds beam_width {self.beam_width}")
+        if self.strategy == "sample" and self.samples is not None and self.n_best > self.samples:
+            raise ValueError(f"n_best {self.n_best} exceeds samples {self.samples}")
         if any(not text for text in self.stop):
             raise ValueError("stop: a stop sequence must not be empty")
         return self
