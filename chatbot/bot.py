@@ -153,13 +153,15 @@ class Chatbot:
         """The bundle's decoding defaults with `overrides` (None values ignored), validated;
         a bad value raises `ConfigError` naming the field. A `max_length` below the default
         `min_length` lowers it to fit (an explicit `min_length` is kept, and checked), and an
-        `n_best` above the default `samples` raises it."""
+        `n_best` above the default `n_samples` raises it."""
         given = {key: value for key, value in overrides.items() if value is not None}
         merged = {**self.config.decoding.model_dump(), **given}
         if "max_length" in given and "min_length" not in given:  # a shorter limit fits
             merged["min_length"] = min(merged["min_length"], merged["max_length"])
-        if "n_best" in given and "samples" not in given and merged["samples"] is not None:
-            merged["samples"] = max(merged["samples"], merged["n_best"])  # more asked, more drawn
+        if "n_best" in given and "n_samples" not in given and merged["n_samples"] is not None:
+            merged["n_samples"] = max(
+                merged["n_samples"], merged["n_best"]
+            )  # more asked, more drawn
         settings = parse_config(DecodingConfig, merged, where="decoding")
         if settings.mmi_backward and self.backward is None:
             raise ConfigError(
@@ -186,7 +188,7 @@ class Chatbot:
         """(search spec, knobs, candidates returned) for `settings`; the exporter builds its
         graph from the same plan."""
         strategy = settings.strategy
-        drawn = settings.samples or settings.n_best
+        drawn = settings.n_samples or settings.n_best
         width = {"greedy": 1, "beam": settings.beam_width, "sample": drawn}[strategy]
         phrases = [
             ids

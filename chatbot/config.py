@@ -251,9 +251,9 @@ class DecodingConfig(StrictModel):
         ge=1,
         le=64,
         description="candidates returned (beam: at most beam_width; sample: the best of "
-        "samples, or as many drawn when samples is not set)",
+        "n_samples, or as many drawn when n_samples is not set)",
     )
-    samples: int | None = Field(
+    n_samples: int | None = Field(
         default=None,
         ge=1,
         le=64,
@@ -364,8 +364,9 @@ class DecodingConfig(StrictModel):
             raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
         if self.strategy == "beam" and self.n_best > self.beam_width:
             raise ValueError(f"n_best {self.n_best} exceeds beam_width {self.beam_width}")
-        if self.strategy == "sample" and self.samples is not None and self.n_best > self.samples:
-            raise ValueError(f"n_best {self.n_best} exceeds samples {self.samples}")
+        drawn = self.n_samples
+        if self.strategy == "sample" and drawn is not None and self.n_best > drawn:
+            raise ValueError(f"n_best {self.n_best} exceeds n_samples {drawn}")
         if any(not text for text in self.stop):
             raise ValueError("stop: a stop sequence must not be empty")
         return self

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_length: int = Field(default=128, ge=1)
     max_beam_width: int = Field(default=16, ge=1)
     max_n_best: int = Field(default=8, ge=1)
-    max_samples: int = Field(default=64, ge=1)
+    max_n_samples: int = Field(default=64, ge=1)
     api_keys: Annotated[list[str], NoDecode] = []
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=1_048_576, ge=1)

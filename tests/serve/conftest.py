@@ -22,7 +22,7 @@ LIMITS = {
     "max_length": 16,
     "max_beam_width": 4,
     "max_n_best": 3,
-    "max_samples": 6,
+    "max_n_samples": 6,
 }
 
 
