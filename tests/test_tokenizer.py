@@ -309,4 +309,4 @@ def test_a_bundle_from_before_the_options_loads_and_answers(tiny_bundle, tmp_pat
         bot.config.data.tokenizer.split_digits,
         bot.config.data.tokenizer.user_defined_symbols,
     ) == (False, ())
-    assert bot.reply("Hi, how are you?", min_length=2).text.strip()
+    assert bot.reply("Hi, how are you?", min_length=2).reply_tokens >= 2
