@@ -6,7 +6,9 @@
 Writes the bundle again with its weights stored as float16 (`Bundle.save(float16=True)`, as
 `chatbot average --float16` does), then decodes the first `--limit` validation contexts with
 both under greedy search, beam search and the bundle's own (seeded) defaults, and prints the
-share of identical replies per setting and both model.keras sizes.
+share of identical replies per setting and both model.keras sizes. A backward model (the
+bundle's `backward/` folder, for MMI-bidi defaults) is copied as it is, so only the forward
+model's precision differs.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from chatbot.bot import Chatbot
+from chatbot.bot import BACKWARD, Chatbot
 from chatbot.bundle import MODEL, Bundle
 from chatbot.evaluation.evaluate import load_examples
 
 SETTINGS = {
-    "greedy": {"strategy": "greedy", "no_repeat_ngram": 3},
-    "beam 5": {"strategy": "beam", "beam_width": 5, "no_repeat_ngram": 3},
+    "greedy": {"strategy": "greedy", "n_best": 1, "no_repeat_ngram": 3},
+    "beam 5": {"strategy": "beam", "beam_width": 5, "n_best": 1, "no_repeat_ngram": 3},
     "bundle defaults, seed 0": {"seed": 0},
 }
 
@@ -38,6 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(f"{args.model.rstrip('/')}-float16")
     Bundle.load(args.model).save(out, overwrite=True, float16=True)
+    if (Path(args.model) / BACKWARD).is_dir():
+        shutil.copytree(Path(args.model) / BACKWARD, out / BACKWARD)
     full, half = Chatbot.load(args.model), Chatbot.load(out)
     examples = load_examples(args.data)[: args.limit]
     messages = [example.context[-1] for example in examples]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.bundle import Bundle
+from chatbot.bundle import NIDF, Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.kernels import is_possible
@@ -125,6 +125,7 @@ class Chatbot:
             jit_compile=jit_compile,
             xla_max_rows=xla_max_rows,
             canonical_ids=bundle.tokenizer.canonical_ids(),
+            nidf=bundle.nidf,
             runtime=runtime,
         )
 
@@ -151,16 +152,26 @@ class Chatbot:
     def settings(self, **overrides: Any) -> DecodingConfig:
         """The bundle's decoding defaults with `overrides` (None values ignored), validated;
         a bad value raises `ConfigError` naming the field. A `max_length` below the default
-        `min_length` lowers it to fit (an explicit `min_length` is kept, and checked)."""
+        `min_length` lowers it to fit (an explicit `min_length` is kept, and checked), and an
+        `n_best` above the default `n_samples` raises it."""
         given = {key: value for key, value in overrides.items() if value is not None}
         merged = {**self.config.decoding.model_dump(), **given}
         if "max_length" in given and "min_length" not in given:  # a shorter limit fits
             merged["min_length"] = min(merged["min_length"], merged["max_length"])
+        if "n_best" in given and "n_samples" not in given and merged["n_samples"] is not None:
+            merged["n_samples"] = max(
+                merged["n_samples"], merged["n_best"]
+            )  # more asked, more drawn
         settings = parse_config(DecodingConfig, merged, where="decoding")
         if settings.mmi_backward and self.backward is None:
             raise ConfigError(
                 "decoding: mmi_backward needs a backward model, and this bundle has no "
                 f"{BACKWARD}/ folder (models/README.md shows how to train one)"
+            )
+        if settings.specificity and self.bundle.nidf is None:
+            raise ConfigError(
+                f"decoding: specificity needs the bundle's {NIDF}, which `chatbot train` "
+                "writes; this bundle was trained before it existed"
             )
         return settings
 
@@ -177,7 +188,8 @@ class Chatbot:
         """(search spec, knobs, candidates returned) for `settings`; the exporter builds its
         graph from the same plan."""
         strategy = settings.strategy
-        width = {"greedy": 1, "beam": settings.beam_width, "sample": settings.n_best}[strategy]
+        drawn = settings.n_samples or settings.n_best
+        width = {"greedy": 1, "beam": settings.beam_width, "sample": drawn}[strategy]
         phrases = [
             ids
             for phrase in settings.banned_phrases
@@ -192,6 +204,7 @@ class Chatbot:
             banned=phrase_ids(phrases),
             penalize_repeats=settings.repetition_penalty > 1.0,
             penalize_counts=bool(settings.presence_penalty or settings.frequency_penalty),
+            weight_specificity=bool(settings.specificity),
             logprobs=settings.logprobs,
         )
         seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "big")
@@ -205,6 +218,7 @@ class Chatbot:
             repetition_penalty=settings.repetition_penalty,
             presence_penalty=settings.presence_penalty,
             frequency_penalty=settings.frequency_penalty,
+            specificity=settings.specificity,
             seed=[seed % 2**31, seed // 2**31 % 2**31],
         )
         return spec, knobs, min(settings.n_best, width)

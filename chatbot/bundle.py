@@ -5,10 +5,14 @@
       tokenizer.model  the SentencePiece model (text normalization settings are in config.yaml)
       model.keras      Keras' native archive: architecture and weights, loaded in safe mode
       history.json     per-epoch training metrics
+      nidf.npy         each piece's specificity over the training replies, for NIDF-weighted
+                       decoding (`chatbot.decoding.specificity`); bundles trained before it
+                       existed have none
       card.json        data statistics, final metrics, the command that made it, versions,
                        the bundle's format_version, and under `files` the size and SHA-256 of
-                       tokenizer.model, model.keras and history.json and how many settings
-                       config.yaml holds (its values, the decoding defaults say, may be edited)
+                       tokenizer.model, model.keras, history.json and nidf.npy and how many
+                       settings config.yaml holds (its values, the decoding defaults say, may be
+                       edited)
 
 The folder is written under a temporary name and renamed into place, so a crash never leaves a
 bundle that looks complete. Loading refuses a format_version newer than this code reads, checks
@@ -46,6 +50,7 @@ TOKENIZER = TOKENIZER_FILE
 MODEL = "model.keras"
 HISTORY = "history.json"
 CARD = "card.json"
+NIDF = "nidf.npy"  # optional
 WEIGHTS = "model.weights.h5"  # inside model.keras
 FILES = (CONFIG, TOKENIZER, MODEL, HISTORY, CARD)
 # The bundle layout's version, recorded in card.json; bump it when older code could not load a
@@ -61,6 +66,7 @@ class Bundle:
     model: Seq2Seq
     history: list[dict[str, Any]] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
+    nidf: np.ndarray | None = None  # float32 [V]: see chatbot.decoding.specificity
 
     def save(self, path: str | Path, *, overwrite: bool = False, float16: bool = False) -> Path:
         """Write the bundle to `path`; with `float16`, model.keras stores its weights at half
@@ -74,7 +80,11 @@ class Bundle:
             if float16:
                 _store_float16(tmp / MODEL)
             (tmp / HISTORY).write_text(json.dumps(self.history, indent=2) + "\n", "utf-8")
-            files = {name: _fingerprint(tmp / name) for name in CHECKSUMMED}
+            names = list(CHECKSUMMED)
+            if self.nidf is not None:
+                np.save(tmp / NIDF, np.asarray(self.nidf, np.float32), allow_pickle=False)
+                names.append(NIDF)
+            files = {name: _fingerprint(tmp / name) for name in names}
             files[CONFIG] = {"settings": _count_settings(tree)}
             card = {"format_version": FORMAT_VERSION, **self.card}
             card.update(format_version=FORMAT_VERSION, files=files)
@@ -101,7 +111,8 @@ class Bundle:
             )
         history = _read_json(path / HISTORY)
         _verify_files(path, card)
-        return cls(config, tokenizer, model, history, card)
+        nidf = _read_nidf(path / NIDF, tokenizer.vocab_size, card)
+        return cls(config, tokenizer, model, history, card, nidf)
 
 
 def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
@@ -233,13 +244,35 @@ def _fingerprint(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def _read_nidf(path: Path, vocab_size: int, card: dict[str, Any]) -> np.ndarray | None:
+    """The bundle's NIDF vector, checked: None when the bundle has none."""
+    if not path.is_file():
+        if NIDF in card.get("files", {}):
+            raise BundleError(f"{path.parent}: incomplete bundle, missing {NIDF}")
+        return None
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BundleError(f"{path}: not a NumPy array file ({error})") from error
+    if (
+        values.dtype.kind != "f"
+        or values.shape != (vocab_size,)
+        or not np.all((values >= 0) & (values <= 1))
+    ):
+        raise BundleError(
+            f"{path}: expected {vocab_size} floats in [0, 1], one per piece of {TOKENIZER}; "
+            f"got {values.dtype} of shape {values.shape}"
+        )
+    return values.astype(np.float32)
+
+
 def _verify_files(path: Path, card: dict[str, Any]) -> None:
     """Compare each file with the size and SHA-256 that card.json records (bundles written
     before checksums were recorded have none)."""
     recorded = card.get("files", {})
-    for name in CHECKSUMMED:
+    for name in (*CHECKSUMMED, NIDF):
         expected = recorded.get(name)
-        if expected is None:
+        if expected is None or not (path / name).is_file():
             continue
         actual = _fingerprint(path / name)
         if not isinstance(expected, dict) or set(expected) != set(actual):

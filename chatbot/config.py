@@ -252,7 +252,15 @@ class DecodingConfig(StrictModel):
         default=1,
         ge=1,
         le=64,
-        description="candidates returned (beam: at most beam_width) or drawn (sample)",
+        description="candidates returned (beam: at most beam_width; sample: the best of "
+        "n_samples, or as many drawn when n_samples is not set)",
+    )
+    n_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="replies the sample strategy draws, ranked (with MMI reranking, when set) "
+        "to return the best n_best; None: n_best",
     )
     length_penalty: float = Field(
         default=0.6,
@@ -309,6 +317,14 @@ class DecodingConfig(StrictModel):
         description="subtracted from a token's logit once per time it is already in the reply "
         "(OpenAI's frequency_penalty); > 0 discourages repeats",
     )
+    specificity: float = Field(
+        default=0.0,
+        ge=-10.0,
+        le=10.0,
+        description="NIDF-weighted decoding (See et al. 2019): adds this times each token's "
+        "normalized inverse document frequency over the training replies to its logit; > 0 "
+        "favours rarer, more specific words, < 0 commoner ones; needs the bundle's nidf.npy",
+    )
     banned_phrases: tuple[str, ...] = Field(
         default=(), description="phrases a reply may never contain (matched on tokens)"
     )
@@ -350,6 +366,9 @@ class DecodingConfig(StrictModel):
             raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
         if self.strategy == "beam" and self.n_best > self.beam_width:
             raise ValueError(f"n_best {self.n_best} exceeds beam_width {self.beam_width}")
+        drawn = self.n_samples
+        if self.strategy == "sample" and drawn is not None and self.n_best > drawn:
+            raise ValueError(f"n_best {self.n_best} exceeds n_samples {drawn}")
         if any(not text for text in self.stop):
             raise ValueError("stop: a stop sequence must not be empty")
         return self

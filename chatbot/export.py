@@ -245,13 +245,14 @@ class ExportedChatbot(tf.Module):
         spec, knobs, _ = bot.plan(settings)
         if settings.seed is None:
             knobs = knobs._replace(seed=tf.random.uniform([2], 0, 2**31 - 1, tf.int32))
-        decoded = decode(self.model, source_ids, spec, knobs, bot.generator.canonical)
+        generator = bot.generator
+        decoded = decode(self.model, source_ids, spec, knobs, generator.canonical, generator.nidf)
         scores = decoded.scores
         if settings.mmi_lambda:  # as Chatbot._rerank: minus lambda * log p(reply)
             batch, width = tf.shape(scores)[0], tf.shape(scores)[1]
             flat = tf.reshape(decoded.tokens, [batch * width, -1])
             empty = tf.fill([batch * width, 1], EOS_ID)
-            prior = tf.reshape(bot.generator.log_prob_graph(empty, flat), [batch, width])
+            prior = tf.reshape(generator.log_prob_graph(empty, flat), [batch, width])
             scores = decoded.log_probs - settings.mmi_lambda * prior
         if settings.mmi_backward:  # as Chatbot._rerank_scores
             if not settings.mmi_lambda:

@@ -7,8 +7,9 @@ no TensorFlow (`chatbot.tfrecord`), and training reads them with `chatbot.pipeli
 Each file's histogram of (source length, target length + 1) counts, kept in the manifest,
 tells how many batches any set of files makes under any length limits without reading them
 (`chatbot.pipeline.batches_per_epoch`), and gives the length percentiles in stats.json exactly,
-in memory bounded by the distinct lengths rather than the corpus. Each file's distinct target
-ids, kept there too, tell training which pieces no reply uses (`target_ids`).
+in memory bounded by the distinct lengths rather than the corpus. Each file's count of the
+targets that hold each id, kept there too, tells training which pieces no reply uses
+(`target_ids`) and how specific each piece is (`target_frequencies`, for NIDF).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ Lengths = Counter[tuple[int, int]]
 @dataclass(frozen=True)
 class Shard:
     """One TFRecord file of a split: where it is, how many examples it holds, their lengths
-    and the distinct ids of their targets."""
+    and, for each id, how many of its targets hold it."""
 
     path: Path
     examples: int
     lengths: Lengths = field(compare=False)
-    target_ids: frozenset[int] = field(compare=False)
+    target_counts: Counter[int] = field(compare=False)
 
     def to_json(self, root: Path) -> dict[str, Any]:
         """The manifest's entry: the path relative to the prepared directory `root`."""
@@ -46,15 +47,15 @@ class Shard:
             "path": self.path.relative_to(root).as_posix(),
             "examples": self.examples,
             "lengths": [[s, t, n] for (s, t), n in sorted(self.lengths.items())],
-            "target_ids": sorted(self.target_ids),
+            "target_counts": [[i, n] for i, n in sorted(self.target_counts.items())],
         }
 
     @classmethod
     def from_json(cls, entry: dict[str, Any], root: Path, *, where: str) -> Shard:
         try:
             lengths = Counter({(int(s), int(t)): int(n) for s, t, n in entry["lengths"]})
-            ids = frozenset(int(i) for i in entry["target_ids"])
-            return cls(root / entry["path"], int(entry["examples"]), lengths, ids)
+            counts = Counter({int(i): int(n) for i, n in entry["target_counts"]})
+            return cls(root / entry["path"], int(entry["examples"]), lengths, counts)
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{where}: not a shard entry ({error!r})") from None
 
@@ -70,8 +71,18 @@ def total_lengths(shards: Iterable[Shard]) -> Lengths:
 def target_ids(shards: Iterable[Shard]) -> np.ndarray:
     """The distinct ids the model is trained to emit from `shards`: every target's, and the
     end mark, sorted."""
-    ids = {EOS_ID}.union(*(shard.target_ids for shard in shards))
+    ids = {EOS_ID}.union(*(shard.target_counts for shard in shards))
     return np.array(sorted(ids), np.int32)
+
+
+def target_frequencies(shards: Iterable[Shard], vocab_size: int) -> np.ndarray:
+    """int64 [V]: how many targets in `shards` hold each id at least once (its document
+    frequency over the replies, which `chatbot.decoding.specificity.nidf` takes)."""
+    frequencies = np.zeros(vocab_size, np.int64)
+    for shard in shards:
+        for token, count in shard.target_counts.items():
+            frequencies[token] += count
+    return frequencies
 
 
 class ShardWriter:
@@ -81,7 +92,7 @@ class ShardWriter:
         self.paths = [directory / f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
         self._files = [path.open("wb") for path in self.paths]
         self._lengths: list[Lengths] = [Counter() for _ in self.paths]
-        self._target_ids: list[set[int]] = [set() for _ in self.paths]
+        self._target_counts: list[Counter[int]] = [Counter() for _ in self.paths]
         self._written = 0
 
     def write(self, source: Sequence[int], target: Sequence[int]) -> None:
@@ -89,7 +100,7 @@ class ShardWriter:
         index = self._written % len(self._files)
         self._files[index].write(frame(example_bytes({"source": source, "target": target})))
         self._lengths[index][len(source), len(target) + 1] += 1
-        self._target_ids[index].update(target)
+        self._target_counts[index].update(set(target))
         self._written += 1
 
     def close(self) -> list[Shard]:
@@ -97,8 +108,10 @@ class ShardWriter:
         for file in self._files:
             file.close()
         return [
-            Shard(path, sum(lengths.values()), lengths, frozenset(ids))
-            for path, lengths, ids in zip(self.paths, self._lengths, self._target_ids, strict=True)
+            Shard(path, sum(lengths.values()), lengths, counts)
+            for path, lengths, counts in zip(
+                self.paths, self._lengths, self._target_counts, strict=True
+            )
         ]
 
 

@@ -27,8 +27,9 @@ from serve.errors import install_error_handlers
 from serve.limits import BodyLimit, ShedWhenFull
 from serve.metrics import Metrics
 from serve.observe import Observe, log_config
+from serve.redis_sessions import RedisSessionStore
 from serve.routes import chat, health, metrics, models, openai, page, sessions
-from serve.sessions import MemorySessionStore
+from serve.sessions import MemorySessionStore, SessionStore
 from serve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.ready = False
     app.state.batcher = None
     await batcher.stop()
+    await app.state.sessions.aclose()
+
+
+def _session_store(settings: Settings, model_name: str) -> SessionStore:
+    """Where `settings.session_store` says sessions live: this process, or Redis (keys
+    namespaced by `model_name`)."""
+    if settings.session_store == "memory":
+        return MemorySessionStore(
+            ttl_s=settings.session_ttl_s,
+            max_sessions=settings.max_sessions,
+            max_turns=settings.session_max_turns,
+        )
+    return RedisSessionStore.from_url(
+        settings.session_store,
+        namespace=model_name,
+        ttl_s=settings.session_ttl_s,
+        max_turns=settings.session_max_turns,
+    )
 
 
 def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> FastAPI:
@@ -108,12 +127,8 @@ def create_app(settings: Settings | None = None, bot: Chatbot | None = None) -> 
     app.state.batcher = None
     app.state.ready = False
     app.state.metrics = Metrics()
-    app.state.sessions = MemorySessionStore(
-        ttl_s=settings.session_ttl_s,
-        max_sessions=settings.max_sessions,
-        max_turns=settings.session_max_turns,
-    )
     app.state.model_name = Path(settings.model).resolve().name
+    app.state.sessions = _session_store(settings, app.state.model_name)
     # what an OpenAI request's `model` may say: the name, or the path the server was given
     app.state.model_names = frozenset(
         {app.state.model_name, settings.model, str(Path(settings.model).resolve())}

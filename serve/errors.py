@@ -2,8 +2,9 @@
 shape, so clients parse one shape: validation errors (422) add `details`, a list of `{loc, msg,
 type}` naming each field at fault (the offending input is not echoed back); the library's typed
 errors become 422 with their message (they already name the field); server conditions keep
-their status; a full queue is 429 with `Retry-After`. Even an unexpected exception is answered
-in this shape (500, with no detail from the exception, which is logged instead).
+their status; a full queue is 429 with `Retry-After`; a request that needs the session store
+while it cannot be reached is 503 `session_store_unavailable`. Even an unexpected exception is
+answered in this shape (500, with no detail from the exception, which is logged instead).
 
 On the OpenAI routes an invalid or unsupported field is 400 `invalid_request_error`, as OpenAI
 answers it, with `param` naming the field and `code` saying `invalid_value` or
@@ -11,6 +12,7 @@ answers it, with `param` naming the field and `code` saying `invalid_value` or
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +24,9 @@ from starlette.exceptions import HTTPException
 from chatbot.errors import ChatbotError
 from serve.batcher import OverloadedError
 from serve.metrics import Metrics
+from serve.sessions import SessionStoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 # The routes that answer invalid requests as OpenAI's API does (400, `param` and `code`).
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
@@ -128,6 +133,23 @@ async def _chatbot_error(request: Request, error: ChatbotError) -> JSONResponse:
     return error_response(422, "invalid_request", str(error))
 
 
+SESSIONS_UNAVAILABLE = (
+    "sessions are unavailable: the session store cannot be reached; retry later, or send the "
+    "conversation as `history` instead of a `session_id`"
+)
+
+
+async def _session_store_unavailable(
+    _: Request, error: SessionStoreUnavailableError
+) -> JSONResponse:
+    """503 for a request that needs the session store while it is down; the cause, which may
+    name the store's address, goes to the log only."""
+    log.warning("session store unavailable: %s", error)
+    return error_response(
+        503, "unavailable", SESSIONS_UNAVAILABLE, code="session_store_unavailable"
+    )
+
+
 async def _internal_error(_: Request, error: Exception) -> JSONResponse:
     """A bug, answered in the documented shape rather than Starlette's plain-text 500; the
     exception (which may quote request text) goes to the log only, re-raised by Starlette."""
@@ -141,3 +163,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(OverloadedError, _overloaded)
+    app.add_exception_handler(SessionStoreUnavailableError, _session_store_unavailable)

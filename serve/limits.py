@@ -124,6 +124,7 @@ def limit_errors(request: ChatRequest, settings: Settings) -> list[dict[str, Any
             "max_length": settings.max_length,
             "beam_width": settings.max_beam_width,
             "n_best": settings.max_n_best,
+            "n_samples": settings.max_n_samples,
         }
         for name, cap in caps.items():
             value = getattr(request.decoding, name)

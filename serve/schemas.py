@@ -154,7 +154,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "the body is over the server's `max_body_bytes`",
         422: "invalid JSON, or a field invalid or over a server limit; `details` names it",
         429: "the queue is full; retry after `Retry-After` seconds",
-        503: "the model is not loaded yet",
+        503: "the model is not loaded yet, or the request names a session and the session "
+        "store cannot be reached",
         504: "no reply within the request timeout",
     }
     return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}

@@ -21,7 +21,7 @@ from serve.batcher import MicroBatcher
 from serve.deps import get_batcher
 from serve.errors import ApiError
 from serve.schemas import CandidateOut, ChatRequest, ChatResponse, DecodingRequest, Usage
-from serve.sessions import StoredTurn
+from serve.sessions import SessionStore, StoredTurn
 from serve.settings import Settings
 
 
@@ -65,16 +65,16 @@ class ChatServing:
 
     async def chat(self, body: ChatRequest) -> ChatResponse:
         """`/v1/chat`: the reply, with the session's history when the request names one."""
-        sessions = self.request.app.state.sessions
+        sessions: SessionStore = self.request.app.state.sessions
         if body.session_id is not None:
-            history = [turn.text for turn in sessions.history(body.session_id)]
+            history = [turn.text for turn in await sessions.history(body.session_id)]
         else:
             history = [turn.text for turn in body.history]
         decoding = self.decoding(body.decoding)
         reply = await self.reply(body.message, history, decoding)
         if body.session_id is not None:
             exchange = [StoredTurn("user", body.message), StoredTurn("assistant", reply.text)]
-            sessions.append(body.session_id, exchange)
+            await sessions.append(body.session_id, exchange)
         candidates = None
         if decoding.n_best > 1:
             candidates = [CandidateOut(text=c.text, score=c.score) for c in reply.candidates]

@@ -1,9 +1,11 @@
 """Server-side conversation history for clients that send a `session_id` instead of the history.
 
-`SessionStore` is the interface a shared store (Redis, a database) would implement; the default
-`MemorySessionStore` keeps sessions in this process, forgets one idle for `ttl_s`, evicts the
-least recently used beyond `max_sessions` and keeps the newest `max_turns` turns of each, so
-memory stays bounded whatever clients do.
+`SessionStore` is the one interface the routes use; `MemorySessionStore` (the default) keeps
+sessions in this process, `serve.redis_sessions.RedisSessionStore` in Redis, shared by every
+replica. A store forgets a session idle for `ttl_s` and keeps the newest `max_turns` turns of
+each, so memory stays bounded whatever clients do. The methods are coroutines because a shared
+store is reached over the network; a store that cannot be reached raises
+`SessionStoreUnavailableError`, which the server answers with 503.
 """
 
 from __future__ import annotations
@@ -21,21 +23,50 @@ class StoredTurn:
     text: str
 
 
+class SessionStoreUnavailableError(Exception):
+    """The session store cannot be reached (or refused the command); the message says why,
+    for the log: it may name the store's address, so it is not sent to clients."""
+
+
 class SessionStore(Protocol):
-    def history(self, session_id: str) -> list[StoredTurn]:
+    kind: str  # what `/readyz` calls the store: "memory" or "redis"
+
+    async def history(self, session_id: str) -> list[StoredTurn]:
         """The session's turns, oldest first (empty for an unknown or expired session)."""
         ...
 
-    def append(self, session_id: str, turns: Sequence[StoredTurn]) -> None:
-        """Add turns to the session, creating it when new."""
+    async def append(self, session_id: str, turns: Sequence[StoredTurn]) -> None:
+        """Add turns to the session, all or none, creating it when new."""
         ...
 
-    def delete(self, session_id: str) -> bool:
+    async def delete(self, session_id: str) -> bool:
         """Forget the session; False when there was none."""
         ...
 
+    async def ping(self) -> None:
+        """Return when the store answers; raise `SessionStoreUnavailableError` when it does not."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's connections (the server is shutting down)."""
+        ...
+
+
+async def store_status(store: SessionStore) -> dict[str, str]:
+    """What `/readyz` reports of the store: its kind, and "ok" or "unavailable"."""
+    try:
+        await store.ping()
+    except SessionStoreUnavailableError:
+        return {"store": store.kind, "status": "unavailable"}
+    return {"store": store.kind, "status": "ok"}
+
 
 class MemorySessionStore:
+    """Sessions in this process: lost on restart and not seen by other replicas. Beyond
+    `max_sessions` the least recently used session is evicted."""
+
+    kind = "memory"
+
     def __init__(
         self,
         *,
@@ -63,12 +94,12 @@ class MemorySessionStore:
                 break
             del self._sessions[session_id]
 
-    def history(self, session_id: str) -> list[StoredTurn]:
+    async def history(self, session_id: str) -> list[StoredTurn]:
         self._expire()
         entry = self._sessions.get(session_id)
         return list(entry[1]) if entry else []
 
-    def append(self, session_id: str, turns: Sequence[StoredTurn]) -> None:
+    async def append(self, session_id: str, turns: Sequence[StoredTurn]) -> None:
         self._expire()
         _, stored = self._sessions.pop(session_id, (0.0, []))
         stored = [*stored, *turns][-self.max_turns :] if self.max_turns else []
@@ -76,6 +107,12 @@ class MemorySessionStore:
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
 
-    def delete(self, session_id: str) -> bool:
+    async def delete(self, session_id: str) -> bool:
         self._expire()
         return self._sessions.pop(session_id, None) is not None
+
+    async def ping(self) -> None:
+        """Always answers: the sessions are in this process."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

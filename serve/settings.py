@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chatbot.config import Runtime
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 class Settings(BaseSettings):
     """What the server loads, where it listens and the limits every request must respect.
@@ -23,7 +25,9 @@ class Settings(BaseSettings):
     batch already gives most of a large one's throughput on a CPU (`bench/overload.py`,
     `bench/serve_load.py`). Raise both for throughput at the cost of latency.
     Sessions idle for `session_ttl_s` are forgotten, and each keeps its newest
-    `session_max_turns` turns. With `runtime="lite"` a request decoded on its own (any load
+    `session_max_turns` turns. They live in this process (`session_store="memory"`, at most
+    `max_sessions` of them) unless `session_store` is a Redis URL (`redis://host:port/db`),
+    where every replica shares them. With `runtime="lite"` a request decoded on its own (any load
     short of a queue) runs as a TensorFlow Lite program, faster than XLA for one reply
     (`bench/decoding_speed.py`); batches of several requests run in TensorFlow either way.
 
@@ -44,6 +48,7 @@ class Settings(BaseSettings):
     max_length: int = Field(default=128, ge=1)
     max_beam_width: int = Field(default=16, ge=1)
     max_n_best: int = Field(default=8, ge=1)
+    max_n_samples: int = Field(default=64, ge=1)
     api_keys: Annotated[list[str], NoDecode] = []
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=1_048_576, ge=1)
@@ -58,6 +63,7 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(default=1800.0, gt=0.0)
     max_sessions: int = Field(default=10_000, ge=1)
     session_max_turns: int = Field(default=20, ge=0)
+    session_store: str = "memory"
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -66,4 +72,14 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("session_store")
+    @classmethod
+    def _memory_or_redis(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "must be 'memory' or a Redis URL: redis://host:port/db (rediss:// for TLS, "
+                "unix:///path/to/socket?db=0)"
+            )
         return value

@@ -185,3 +185,43 @@ def test_merged_settings_can_be_given_instead_of_overrides(bot):
     given = bot.reply_batch(["Hello there"], settings=settings)[0]
     merged = bot.reply("Hello there", strategy="beam", beam_width=2, n_best=2)
     assert given.candidates == merged.candidates
+
+
+def test_specificity_makes_replies_use_rarer_pieces(bot):
+    messages = ["Hello", "What is your name?", "Where do you live?", "Do you like pizza?"]
+
+    def mean_nidf(specificity: float) -> float:
+        replies = bot.reply_batch(messages, strategy="greedy", specificity=specificity)
+        return float(
+            np.mean([bot.bundle.nidf[i] for reply in replies for i in reply.candidates[0].ids])
+        )
+
+    assert mean_nidf(6.0) > mean_nidf(0.0) + 0.1
+
+
+def test_specificity_needs_the_bundles_nidf(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    bundle.nidf = None
+    with pytest.raises(ConfigError, match=r"specificity needs the bundle's nidf\.npy"):
+        Chatbot(bundle).reply("Hello", specificity=2.0)
+
+
+def test_n_samples_draws_more_than_it_returns_and_keeps_the_best(bot):
+    options = dict(strategy="sample", seed=3, temperature=1.5, mmi_lambda=0.5)
+    pool = bot.reply("Hello", n_best=6, **options).candidates
+    best = bot.reply("Hello", n_samples=6, n_best=2, **options).candidates
+    assert [c.text for c in best] == [c.text for c in pool[:2]]
+    assert [c.score for c in best] == [c.score for c in pool[:2]]
+
+
+def test_n_samples_grow_to_an_asked_n_best_unless_given(tiny_bundle):
+    from chatbot.config import DecodingConfig
+
+    bundle = Bundle.load(tiny_bundle)
+    decoding = DecodingConfig(strategy="sample", n_samples=3)
+    bundle.config = bundle.config.model_copy(update={"decoding": decoding})
+    sampler = Chatbot(bundle)
+    assert sampler.settings(n_best=5).n_samples == 5
+    assert len(sampler.reply("Hello", n_best=5, seed=0).candidates) == 5
+    with pytest.raises(ConfigError, match="n_best 5 exceeds n_samples 2"):
+        sampler.settings(n_best=5, n_samples=2)

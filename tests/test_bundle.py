@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -89,3 +90,59 @@ def test_a_failed_save_leaves_the_old_bundle(bundle, tmp_path, monkeypatch, tiny
     assert sorted(p.name for p in path.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     Bundle.load(path)
+
+
+@pytest.fixture(scope="module")
+def nidf_bundle(bundle, tmp_path_factory, tiny_tokenizer):
+    loaded = Bundle.load(bundle)
+    loaded.nidf = np.linspace(0.0, 1.0, tiny_tokenizer.vocab_size, dtype=np.float32)
+    return loaded.save(tmp_path_factory.mktemp("nidf") / "model")
+
+
+def test_the_nidf_vector_round_trips_and_is_checksummed(nidf_bundle, tiny_tokenizer):
+    loaded = Bundle.load(nidf_bundle)
+    expected = np.linspace(0.0, 1.0, tiny_tokenizer.vocab_size, dtype=np.float32)
+    np.testing.assert_array_equal(loaded.nidf, expected)
+    assert set(loaded.card["files"]["nidf.npy"]) == {"bytes", "sha256"}
+    assert Bundle.load(loaded.save(nidf_bundle.parent / "again")).nidf is not None
+
+
+def test_a_bundle_without_nidf_loads_with_none(bundle):
+    assert Bundle.load(bundle).nidf is None
+
+
+def test_a_missing_nidf_file_the_card_records_is_named(nidf_bundle, tmp_path):
+    path = copy_of(nidf_bundle, tmp_path)
+    (path / "nidf.npy").unlink()
+    with pytest.raises(BundleError, match=r"model: incomplete bundle, missing nidf\.npy"):
+        Bundle.load(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        (np.zeros(3, np.float32), r"nidf\.npy: expected \d+ floats in \[0, 1\].*shape \(3,\)"),
+        (None, r"nidf\.npy: expected \d+ floats in \[0, 1\]"),  # out of range
+        (b"not numpy", r"nidf\.npy: not a NumPy array file"),
+    ],
+)
+def test_a_bad_nidf_file_is_named(nidf_bundle, tmp_path, tiny_tokenizer, values, problem):
+    path = copy_of(nidf_bundle, tmp_path)
+    if isinstance(values, bytes):
+        (path / "nidf.npy").write_bytes(values)
+    else:
+        if values is None:
+            values = np.full(tiny_tokenizer.vocab_size, 2.0, np.float32)
+        np.save(path / "nidf.npy", values)
+    card = json.loads((path / "card.json").read_text())
+    del card["files"]["nidf.npy"]  # so the content check, not the checksum, answers
+    (path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match=problem):
+        Bundle.load(path)
+
+
+def test_a_changed_nidf_file_fails_its_checksum(nidf_bundle, tmp_path, tiny_tokenizer):
+    path = copy_of(nidf_bundle, tmp_path)
+    np.save(path / "nidf.npy", np.zeros(tiny_tokenizer.vocab_size, np.float32))
+    with pytest.raises(BundleError, match=r"nidf\.npy: corrupt"):
+        Bundle.load(path)

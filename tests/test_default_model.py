@@ -1,8 +1,10 @@
 """The shipped default model (models/default): it loads, answers, and meets its quality gates.
 
-The first test needs only the repository. The gate test decodes the first contexts of the
+The first tests need only the repository. The gate test decodes the first contexts of the
 DailyDialog validation split (skipped where ../shared/data is absent) with the shipped decoding
-defaults and checks the gates that models/default/CARD.md reports on the whole split.
+defaults (which rerank with the bundle's backward model and weight by its nidf.npy) and checks
+the gates that models/default/CARD.md reports. Sense itself is judged blind (the card's SSA
+table), which no automatic gate replaces.
 """
 
 from __future__ import annotations
@@ -68,5 +70,5 @@ def test_quality_gates_on_validation_sample(bot: Chatbot, shared_data: Path) -> 
     assert report["replies"] == GATE_SAMPLE
     assert report["generic_share"] <= 0.05
     assert report["distinct_2"] >= 0.20
-    assert report["top_reply_share"] <= 0.02
+    assert report["top_reply_share"] <= 0.03
     assert report["repeated_3gram_share"] == 0.0

@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -379,7 +380,9 @@ def compose_command() -> list[str] | None:
     return None
 
 
-def test_compose_file_is_valid_and_matches_the_image():
+@pytest.fixture(scope="module")
+def compose_services() -> dict[str, Any]:
+    """compose.yaml's services as `compose config` resolves them (which validates the file)."""
     command = compose_command()
     if command is None:
         message = "neither `docker compose` nor docker-compose is installed"
@@ -398,10 +401,31 @@ def test_compose_file_is_valid_and_matches_the_image():
     assert checked.returncode == 0, checked.stderr
     import yaml
 
-    service = yaml.safe_load(checked.stdout)["services"]["chatbot"]
+    return yaml.safe_load(checked.stdout)["services"]
+
+
+def test_compose_file_is_valid_and_matches_the_image(compose_services):
+    service = compose_services["chatbot"]
     assert service["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
     assert Path(service["build"]["context"]) == ROOT
     assert service["read_only"] is True and "/tmp" in service["tmpfs"]
     image_check = healthcheck_argv(only(parse_dockerfile(DOCKERFILE.read_text()), "HEALTHCHECK"))
     assert service["healthcheck"]["test"] == ["CMD", *image_check]
     assert [port["target"] for port in service["ports"]] == [8000]
+
+
+def test_compose_runs_two_replicas_sharing_sessions_in_redis(compose_services):
+    """Both replicas are the one image with the same settings, their sessions in the redis
+    service, each published on its own host port."""
+    replicas = [compose_services["chatbot"], compose_services["chatbot-2"]]
+    for replica in replicas:
+        environment = replica["environment"]
+        assert environment["CHATBOT_SESSION_STORE"] == "redis://redis:6379/0"
+        assert "redis" in replica["depends_on"]
+    first, second = ({k: v for k, v in r.items() if k != "ports"} for r in replicas)
+    assert first == second
+    published = {port["published"] for replica in replicas for port in replica["ports"]}
+    assert len(published) == 2
+    redis = compose_services["redis"]
+    assert redis["image"].startswith("redis:")
+    assert "--appendonly" in redis["command"]

@@ -272,6 +272,16 @@ def test_seeded_sampling_matches_the_facade(tiny_bundle: Path, tmp_path) -> None
         _assert_same_reply(row, variant_bot.reply(*case))
 
 
+def test_specificity_defaults_export_and_decode_as_the_facade(tiny_bundle: Path, tmp_path) -> None:
+    decoding = dict(strategy="beam", beam_width=3, max_length=6, specificity=4.0)
+    variant = _variant(tiny_bundle, tmp_path / "bundle", **decoding)
+    serving = tf.saved_model.load(str(export_saved_model(variant, tmp_path / "out")))
+    variant_bot = Chatbot.load(variant)
+    rows = _rows(_call(serving.signatures["serving_default"], CASES[:3]))
+    for row, case in zip(rows, CASES[:3], strict=True):
+        _assert_same_reply(row, variant_bot.reply(*case))
+
+
 def test_a_missing_bundle_is_named(tmp_path, capsys) -> None:
     with pytest.raises(BundleError, match="nope"):
         export_saved_model(tmp_path / "nope", tmp_path / "out")

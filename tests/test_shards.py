@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from chatbot.pipeline import read_shards
-from chatbot.shards import ShardWriter, percentiles, total_lengths
+from chatbot.shards import (
+    Shard,
+    ShardWriter,
+    percentiles,
+    target_frequencies,
+    target_ids,
+    total_lengths,
+)
 
 
 def test_written_examples_read_back_dealt_over_the_files(tmp_path):
@@ -39,6 +46,21 @@ def test_shuffled_file_order_is_seeded(tmp_path):
 
     assert order(1) == order(1) and sorted(order(1)) == list(range(64))
     assert order(1) != order(2)
+
+
+def test_target_counts_give_each_ids_reply_frequency_through_the_manifest(tmp_path):
+    writer = ShardWriter(tmp_path, "train", 2)
+    targets = [[4, 4, 5], [5, 6], [], [4], [6, 6, 6]]
+    for target in targets:
+        writer.write([9, 3], target)
+    shards = [Shard.from_json(s.to_json(tmp_path), tmp_path, where="m") for s in writer.close()]
+
+    expected = np.zeros(8, np.int64)
+    for target in targets:  # brute force: one count per distinct id of each reply
+        for token in set(target):
+            expected[token] += 1
+    np.testing.assert_array_equal(target_frequencies(shards, 8), expected)
+    assert target_ids(shards).tolist() == [3, 4, 5, 6]  # the end mark is always a target
 
 
 @pytest.mark.parametrize("seed", range(5))

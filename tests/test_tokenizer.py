@@ -1,5 +1,4 @@
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -287,20 +286,27 @@ def test_a_config_without_the_new_fields_means_what_it_meant():
     assert (config.split_digits, config.user_defined_symbols) == (False, ())
 
 
-def test_the_shipped_bundle_from_before_the_options_loads_and_answers():
-    """models/default was trained before these options: its config has none of their keys."""
+def test_a_bundle_from_before_the_options_loads_and_answers(tiny_bundle, tmp_path):
+    """A bundle trained before these options has none of their keys in its config.yaml, and
+    its card.json counts the settings without them: it loads with their defaults."""
+    import json
+    import shutil
+
     import yaml
 
     from chatbot.bot import Chatbot
 
-    bundle = Path(__file__).resolve().parents[1] / "models" / "default"
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "old")
     tree = yaml.safe_load((bundle / "config.yaml").read_text("utf-8"))
-    assert not {"split_digits", "user_defined_symbols"} & set(tree["data"]["tokenizer"])
+    for key in ("split_digits", "user_defined_symbols"):
+        del tree["data"]["tokenizer"][key]
+    (bundle / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), "utf-8")
+    card = json.loads((bundle / "card.json").read_text("utf-8"))
+    card["files"]["config.yaml"]["settings"] -= 2
+    (bundle / "card.json").write_text(json.dumps(card), "utf-8")
     bot = Chatbot.load(bundle)
-    # max_sentences was 2,000,000 by default then (DailyDialog has fewer turns: all are used)
-    assert bot.config.data.tokenizer == TokenizerConfig(
-        model_type="unigram", vocab_size=8000, max_sentences=2_000_000
-    )
-    assert bot.reply("Hi, how are you?", seed=0).text.strip()
-    text = "It costs 12.50 dollars, right?"
-    assert bot.tokenizer.decode(bot.tokenizer.encode([text])[0]) == text
+    assert (
+        bot.config.data.tokenizer.split_digits,
+        bot.config.data.tokenizer.user_defined_symbols,
+    ) == (False, ())
+    assert bot.reply("Hi, how are you?", min_length=2).reply_tokens >= 2

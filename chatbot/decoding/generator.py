@@ -19,7 +19,7 @@ _IDS = tf.TensorSpec([None, None], tf.int32)
 
 
 # Knobs a caller may leave out: their neutral values.
-_NEUTRAL_KNOBS = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+_NEUTRAL_KNOBS = {"presence_penalty": 0.0, "frequency_penalty": 0.0, "specificity": 0.0}
 
 
 def make_knobs(**values: Any) -> Knobs:
@@ -69,6 +69,7 @@ class Generator:
         jit_compile: JitPolicy = False,
         xla_max_rows: int = XLA_MAX_ROWS,
         canonical_ids: np.ndarray | None = None,
+        nidf: np.ndarray | None = None,
         runtime: Runtime = "tf",
     ) -> None:
         if runtime not in RUNTIMES:
@@ -77,6 +78,7 @@ class Generator:
             )
         self.model = model
         self.canonical = None if canonical_ids is None else np.asarray(canonical_ids, np.int32)
+        self.nidf = None if nidf is None else np.asarray(nidf, np.float32)
         self.jit_compile = jit_compile
         self.xla_max_rows = xla_max_rows
         self.runtime = runtime
@@ -89,7 +91,9 @@ class Generator:
     def _loop(self, spec: SearchSpec, xla: bool) -> Any:
         if (spec, xla) not in self._loops:
             self._loops[spec, xla] = tf.function(
-                lambda source, knobs: decode(self.model, source, spec, knobs, self.canonical),
+                lambda source, knobs: decode(
+                    self.model, source, spec, knobs, self.canonical, self.nidf
+                ),
                 input_signature=[_IDS, KNOB_SPECS],
                 jit_compile=xla,
             )
@@ -100,7 +104,8 @@ class Generator:
             self._lite_loops.move_to_end(spec)
             return self._lite_loops[spec]
         quantize = self.runtime == "lite-int8"
-        loop = LiteLoop(convert(self.model, spec, 1, self.canonical, quantize=quantize))
+        program = convert(self.model, spec, 1, self.canonical, self.nidf, quantize=quantize)
+        loop = LiteLoop(program)
         self._lite_loops[spec] = loop
         if len(self._lite_loops) > LITE_MAX_PROGRAMS:
             self._lite_loops.popitem(last=False)

@@ -33,6 +33,7 @@ def convert(
     spec: SearchSpec,
     rows: int,
     canonical: np.ndarray | None,
+    nidf: np.ndarray | None = None,
     *,
     quantize: bool = False,
 ) -> bytes:
@@ -52,7 +53,7 @@ def convert(
 
     @tf.function(input_signature=[tf.TensorSpec([rows, None], tf.int32), *KNOB_SPECS])
     def run(source: tf.Tensor, *knobs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        decoded = decode(model, source, spec, Knobs(*knobs), canonical)
+        decoded = decode(model, source, spec, Knobs(*knobs), canonical, nidf)
         return (
             tf.concat(
                 [decoded.lengths[..., None], decoded.finish_reasons[..., None], decoded.tokens],

@@ -1,10 +1,11 @@
 """The combined rules of a decoding step: which tokens may come next, and at what cost.
 
-A step's logits first get the repetition penalty, then the presence and frequency penalties;
-their log-softmax is what hypotheses are
-scored by. The rules then cap it: the length rules (EOS banned before `min_length`, forced at
-`max_length`) and the never-generated ids from one table row, then the n-gram and phrase bans
-from `chatbot.decoding.constraints`. The result, `allowed`, is what a strategy chooses from.
+A step's logits first get the repetition penalty, then the presence and frequency penalties,
+then the specificity weight times each token's NIDF (`chatbot.decoding.specificity`); their
+log-softmax is what hypotheses are scored by. The rules then cap it: the length rules (EOS
+banned before `min_length`, forced at `max_length`) and the never-generated ids from one table
+row, then the n-gram and phrase bans from `chatbot.decoding.constraints`. The result,
+`allowed`, is what a strategy chooses from.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def length_caps(vocab_size: int) -> np.ndarray:
 
 class Rules:
     """The rules of one search spec, for rows decoded from `source_ids` [R, S] (one row per
-    hypothesis). n-gram blocking treats ids with the same `canonical` id [V] as one token."""
+    hypothesis). n-gram blocking treats ids with the same `canonical` id [V] as one token;
+    `nidf` [V] is what the specificity knob weights, needed when the spec asks for it."""
 
     def __init__(
         self,
@@ -58,10 +60,14 @@ class Rules:
         vocab_size: int,
         source_ids: tf.Tensor,
         canonical: np.ndarray | None = None,
+        nidf: np.ndarray | None = None,
     ) -> None:
+        if spec.weight_specificity and nidf is None:
+            raise ValueError("specificity weighting needs the NIDF of every token")
         self.spec = spec
         self.vocab_size = vocab_size
         self.canonical = canonical
+        self.nidf = None if nidf is None else tf.constant(nidf, tf.float32)
         self.caps = tf.constant(length_caps(vocab_size))
         # context n-grams are matched over real tokens only: ids 0..SEP_ID are special
         self.context = tf.where(source_ids > SEP_ID, source_ids, -1)
@@ -76,6 +82,8 @@ class Rules:
             logits = count_penalties(
                 logits, tokens, step, knobs.presence_penalty, knobs.frequency_penalty
             )
+        if self.spec.weight_specificity:
+            logits = logits + knobs.specificity * self.nidf[None, :]
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         row = tf.cast(step < knobs.min_length, tf.int32) + 2 * tf.cast(
             step >= knobs.max_length, tf.int32

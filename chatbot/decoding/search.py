@@ -11,7 +11,7 @@ Every hypothesis ends with EOS within `max_length` reply tokens (EOS is forced a
 and masked before `min_length`); its finish reason says which. A hypothesis' log-probability is
 the sum, over its tokens and its EOS, of the model's log-softmax before any control or sampling
 filter is applied, so it is exactly the teacher-forced log-likelihood of the reply when no
-repetition penalty is set.
+penalty and no specificity weight is set.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class SearchSpec:
     banned: tuple[tuple[int, ...], ...] = ()
     penalize_repeats: bool = False
     penalize_counts: bool = False  # presence and frequency penalties
+    weight_specificity: bool = False  # NIDF-weighted decoding
     logprobs: int | None = None  # per-token log-probabilities with this many alternatives
     return_attention: bool = False
 
@@ -58,6 +59,7 @@ class Knobs(NamedTuple):
     repetition_penalty: Any
     presence_penalty: Any
     frequency_penalty: Any
+    specificity: Any
     seed: Any  # int32 [2], for stateless sampling
 
 
@@ -72,6 +74,7 @@ KNOB_SPECS = Knobs(
     repetition_penalty=tf.TensorSpec([], tf.float32),
     presence_penalty=tf.TensorSpec([], tf.float32),
     frequency_penalty=tf.TensorSpec([], tf.float32),
+    specificity=tf.TensorSpec([], tf.float32),
     seed=tf.TensorSpec([2], tf.int32),
 )
 
@@ -139,16 +142,20 @@ def decode(
     spec: SearchSpec,
     knobs: Knobs,
     canonical: np.ndarray | None = None,
+    nidf: np.ndarray | None = None,
 ) -> Decoded:
     """Decode a batch of sources [B, S]; build the graph inside a `tf.function`. n-gram
     blocking treats ids with the same `canonical` id [V] (see `Tokenizer.canonical_ids`) as
-    one token; without it, only equal ids."""
+    one token; without it, only equal ids. `nidf` [V] is what `spec.weight_specificity`
+    weights (`chatbot.decoding.specificity`)."""
     batch = source_ids.shape[0] or tf.shape(source_ids)[0]  # static when known: fixed shapes
     strategy = strategy_for(spec, model.vocab_size)
     rows = batch * spec.width
     length = knobs.max_length + 1  # reply tokens plus EOS
     encoded = _repeat_encoded(model.encode(source_ids), spec.width)
-    rules = Rules(spec, model.vocab_size, tf.repeat(source_ids, spec.width, axis=0), canonical)
+    rules = Rules(
+        spec, model.vocab_size, tf.repeat(source_ids, spec.width, axis=0), canonical, nidf
+    )
     settle = _Settler(strategy.candidates)
 
     def body(loop: _Loop) -> tuple[_Loop]:

@@ -116,16 +116,31 @@ class Seq2Seq(keras.Model):
 
     def _encoder_layer(self, index: int) -> layers.Layer:
         c = self.model_config
-        rnn = make_rnn(
-            c.encoder.cell,
-            c.hidden_size,
-            activation=c.rnn_activation,
-            layer_norm=c.layer_norm,
-            name=f"encoder_{index}",
-        )
+
+        def rnn(name: str, go_backwards: bool = False) -> layers.Layer:
+            return make_rnn(
+                c.encoder.cell,
+                c.hidden_size,
+                activation=c.rnn_activation,
+                layer_norm=c.layer_norm,
+                go_backwards=go_backwards,
+                name=name,
+            )
+
         if not c.encoder.bidirectional:
-            return rnn
-        return layers.Bidirectional(rnn, merge_mode=c.encoder.merge, name=f"encoder_{index}_bi")
+            return rnn(f"encoder_{index}")
+        # The backward layer is made here rather than left to Keras: Bidirectional would
+        # serialize the forward layer twice to mirror it, and while a model loads, Keras'
+        # ObjectSharingScope keys that config by id(layer), which the freed template of an
+        # earlier encoder layer may have had; it then hands back that layer's backward half
+        # as this one's forward half, and loading fails at random ("Forward layer and
+        # backward layer should have different `go_backwards` value").
+        return layers.Bidirectional(
+            rnn(f"encoder_{index}"),
+            backward_layer=rnn(f"backward_encoder_{index}", go_backwards=True),
+            merge_mode=c.encoder.merge,
+            name=f"encoder_{index}_bi",
+        )
 
     def configure_training(self, sampling: ScheduledSamplingConfig, label_smoothing: float) -> None:
         """Training-only settings, used by `train_step`; not part of the saved architecture."""

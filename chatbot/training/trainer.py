@@ -26,10 +26,11 @@ import tensorflow as tf
 from chatbot.atomic import DiskFullError
 from chatbot.bundle import Bundle
 from chatbot.config import Config, DistributionStrategy, Precision
+from chatbot.decoding.specificity import nidf
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.prepare import PreparedData
-from chatbot.shards import Shard, target_ids
+from chatbot.shards import Shard, target_frequencies, target_ids
 from chatbot.training.callbacks import Progress, StepCounter, TimeBudget
 from chatbot.training.checkpoints import RESUME_HINT, Checkpoints, RunState
 from chatbot.training.loops import Loops, make_strategy
@@ -156,6 +157,7 @@ class Trainer:
         training = self.config.training
         train_shards, valid_shards = self.data.shards("train"), self.data.shards("valid")
         model, state = self._build(target_ids(train_shards))
+        frequencies = target_frequencies(train_shards, self.data.tokenizer.vocab_size)
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:
             checkpoints.restore_latest()
@@ -177,7 +179,9 @@ class Trainer:
                 stopped = "early_stopping"
                 break
         log.info("training %s after %d epoch(s)", stopped, int(state.epoch.numpy()))
-        return self._finish(model, state, checkpoints, stopped, started, tokens_per_second)
+        return self._finish(
+            model, state, checkpoints, stopped, started, tokens_per_second, nidf(frequencies)
+        )
 
     def _train_epoch(
         self,
@@ -240,8 +244,10 @@ class Trainer:
         stopped: str,
         started: float,
         tokens_per_second: float,
+        token_nidf: np.ndarray,
     ) -> TrainReport:
-        """Write the bundle from the best weights (the last ones if those are damaged)."""
+        """Write the bundle from the best weights (the last ones if those are damaged), with
+        `token_nidf` for NIDF-weighted decoding."""
         history = state.history_list()
         best_record = min(history, key=lambda r: r.get("val_loss", math.inf), default={})
         if checkpoints.best.latest_checkpoint and not checkpoints.restore_best(model):
@@ -265,7 +271,7 @@ class Trainer:
             init_from=self.options.init_from,
         )
         try:
-            Bundle(self.config, self.data.tokenizer, model, history, card).save(
+            Bundle(self.config, self.data.tokenizer, model, history, card, token_nidf).save(
                 self.out_dir, overwrite=True
             )
         except DiskFullError as error:

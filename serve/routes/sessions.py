@@ -11,9 +11,9 @@ router = APIRouter(tags=["sessions"])
 SessionId = Path(pattern=SESSION_ID_PATTERN)
 
 
-@router.get("/v1/sessions/{session_id}", responses=error_responses(401, 404, 422))
-def read_session(request: Request, session_id: str = SessionId) -> SessionOut:
-    turns = request.app.state.sessions.history(session_id)
+@router.get("/v1/sessions/{session_id}", responses=error_responses(401, 404, 422, 503))
+async def read_session(request: Request, session_id: str = SessionId) -> SessionOut:
+    turns = await request.app.state.sessions.history(session_id)
     if not turns:
         raise ApiError(404, "not_found", f"no session {session_id!r} (unknown or expired)")
     history = [Turn(role=turn.role, text=turn.text) for turn in turns]
@@ -21,9 +21,9 @@ def read_session(request: Request, session_id: str = SessionId) -> SessionOut:
 
 
 @router.delete(
-    "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422)
+    "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422, 503)
 )
-def delete_session(request: Request, session_id: str = SessionId) -> Response:
-    if not request.app.state.sessions.delete(session_id):
+async def delete_session(request: Request, session_id: str = SessionId) -> Response:
+    if not await request.app.state.sessions.delete(session_id):
         raise ApiError(404, "not_found", f"no session {session_id!r} (unknown or expired)")
     return Response(status_code=204)

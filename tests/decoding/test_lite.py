@@ -42,6 +42,7 @@ CASES = [
     (SearchSpec("beam", 3, no_repeat_ngram=2), {}),
     (SearchSpec("sample", 2, no_repeat_ngram=2), {"top_p": 0.8}),
     (SearchSpec("sample"), {"top_k": 5, "temperature": 1.3}),
+    (SearchSpec("beam", 3, weight_specificity=True), {"specificity": 4.0}),
 ]
 
 
@@ -49,8 +50,9 @@ CASES = [
 def test_lite_programs_decode_what_tensorflow_decodes(model, spec, changes):
     canonical = np.arange(VOCAB, dtype=np.int32)
     canonical[20] = 21  # two ids that n-gram blocking treats as one
-    tf_generator = Generator(model, canonical_ids=canonical)
-    lite = Generator(model, canonical_ids=canonical, runtime="lite")
+    nidf = np.linspace(0.0, 1.0, VOCAB, dtype=np.float32)
+    tf_generator = Generator(model, canonical_ids=canonical, nidf=nidf)
+    lite = Generator(model, canonical_ids=canonical, nidf=nidf, runtime="lite")
     for row in range(len(SOURCES)):
         source = SOURCES[row : row + 1, : int(np.sum(SOURCES[row] != PAD_ID))]
         assert lite.uses_lite(1, spec)

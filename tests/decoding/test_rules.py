@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chatbot.decoding.constraints import NEVER_GENERATED
@@ -51,3 +52,20 @@ def test_context_ngrams_are_blocked_but_special_ids_never_match():
     rules = Rules(SearchSpec(block_context_ngram=1), VOCAB, tf.constant([[5, EOS_ID]]))
     ruled = rules(tf.zeros([1, VOCAB]), tf.zeros([1, 5], tf.int32), tf.constant(1), knobs())
     assert allowed_ids(ruled) == [[EOS_ID, 6, 7, 8]]
+
+
+def test_specificity_adds_its_weight_times_each_tokens_nidf_to_the_logits():
+    nidf = np.linspace(0.0, 1.0, VOCAB, dtype=np.float32)
+    rules = Rules(SearchSpec(weight_specificity=True), VOCAB, tf.constant([[5, EOS_ID]]), nidf=nidf)
+    logits = np.random.default_rng(0).normal(size=(2, VOCAB)).astype(np.float32)
+    ruled = rules(
+        tf.constant(logits), tf.zeros([2, 5], tf.int32), tf.constant(1), knobs(specificity=2.5)
+    )
+    shifted = logits + 2.5 * nidf
+    expected = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(ruled.log_probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_specificity_without_the_nidf_vector_is_refused():
+    with pytest.raises(ValueError, match="NIDF"):
+        Rules(SearchSpec(weight_specificity=True), VOCAB, tf.constant([[5, EOS_ID]]))

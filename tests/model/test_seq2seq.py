@@ -166,3 +166,19 @@ def test_unseen_pieces_start_low_and_seen_ones_keep_their_logits(tied):
         np.testing.assert_allclose(after[..., unseen], before[..., unseen] - 10, atol=1e-5)
     else:  # no weights: the logit is the bias alone
         np.testing.assert_allclose(after[..., unseen], -10.0)
+
+
+def test_loading_never_asks_keras_for_a_shared_object(tmp_path, monkeypatch):
+    """Keras keys objects shared within a load by id(), which a freed layer's successor can
+    reuse: a model whose layers asked for shared objects could load another layer in their
+    place, at random. A stand-in that answers every such request with a wrong layer makes
+    that happen every time, so the model must never ask."""
+    from keras.src.saving import serialization_lib
+
+    config = tiny(encoder={"layers": 3, "bidirectional": True})
+    model = build(config)
+    model.save(tmp_path / "m.keras")
+    wrong = keras.layers.GRU(4, go_backwards=True)
+    monkeypatch.setattr(serialization_lib, "get_shared_object", lambda obj_id: wrong)
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(model(batch()), loaded(batch()))

@@ -22,7 +22,8 @@ from .conftest import make_settings
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    sessions = {"store": "memory", "status": "ok"}
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "sessions": sessions})
 
 
 def test_not_ready_before_startup(tiny_bundle: Path, bot: Chatbot) -> None:

@@ -104,6 +104,13 @@ CASES = [
         422,
         "at most 4 on",
     ),
+    Case(
+        "n_samples over cap",
+        CHAT,
+        {"message": "x", "decoding": {"strategy": "sample", "n_samples": 7}},
+        422,
+        "n_samples must be at most 6 on",
+    ),
     Case("n 0", COMPLETIONS, {**user("hi"), "n": 0}, 400, "n: Input should be greater than"),
     Case("n -3", COMPLETIONS, {**user("hi"), "n": -3}, 400, "n: Input should be greater than"),
     Case("n 10**30", COMPLETIONS, {**user("hi"), "n": 10**30}, 400, "n: Input should be less"),

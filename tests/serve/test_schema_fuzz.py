@@ -80,6 +80,7 @@ CAPS: dict[tuple[str, str], dict[str, int | float]] = {
     ("DecodingRequest", "max_length"): {"maximum": LIMITS["max_length"]},
     ("DecodingRequest", "beam_width"): {"maximum": LIMITS["max_beam_width"]},
     ("DecodingRequest", "n_best"): {"maximum": LIMITS["max_n_best"]},
+    ("DecodingRequest", "n_samples"): {"maximum": LIMITS["max_n_samples"]},
     ("DecodingRequest", "min_length"): {"maximum": LIMITS["max_length"]},
     ("DecodingRequest", "temperature"): {"maximum": 100.0},
     ("DecodingRequest", "no_repeat_ngram"): {"maximum": 16},

@@ -3,6 +3,7 @@ client that only names its session."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.bot import Chatbot
@@ -21,35 +22,38 @@ def turns(*texts: str) -> list[StoredTurn]:
     return [StoredTurn("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(texts)]
 
 
-def test_a_session_keeps_its_newest_turns() -> None:
+@pytest.mark.anyio
+async def test_a_session_keeps_its_newest_turns() -> None:
     store = MemorySessionStore(ttl_s=60, max_sessions=10, max_turns=3)
-    store.append("a", turns("one", "two"))
-    store.append("a", turns("three", "four"))
-    assert [t.text for t in store.history("a")] == ["two", "three", "four"]
-    assert store.history("unknown") == []
+    await store.append("a", turns("one", "two"))
+    await store.append("a", turns("three", "four"))
+    assert [t.text for t in await store.history("a")] == ["two", "three", "four"]
+    assert await store.history("unknown") == []
 
 
-def test_idle_sessions_expire_and_activity_keeps_them() -> None:
+@pytest.mark.anyio
+async def test_idle_sessions_expire_and_activity_keeps_them() -> None:
     clock = Clock()
     store = MemorySessionStore(ttl_s=10, max_sessions=10, max_turns=4, clock=clock)
-    store.append("idle", turns("hi"))
-    store.append("busy", turns("hi"))
+    await store.append("idle", turns("hi"))
+    await store.append("busy", turns("hi"))
     clock.now = 8
-    store.append("busy", turns("again"))
+    await store.append("busy", turns("again"))
     clock.now = 12
-    assert store.history("idle") == []
-    assert [t.text for t in store.history("busy")] == ["hi", "again"]
+    assert await store.history("idle") == []
+    assert [t.text for t in await store.history("busy")] == ["hi", "again"]
     assert len(store) == 1
 
 
-def test_the_least_recently_used_session_is_evicted_beyond_the_cap() -> None:
+@pytest.mark.anyio
+async def test_the_least_recently_used_session_is_evicted_beyond_the_cap() -> None:
     store = MemorySessionStore(ttl_s=60, max_sessions=2, max_turns=4)
     for name in ("a", "b"):
-        store.append(name, turns(name))
-    store.append("a", turns("a again"))
-    store.append("c", turns("c"))
-    assert store.history("b") == [] and len(store) == 2
-    assert store.delete("a") and not store.delete("a")
+        await store.append(name, turns(name))
+    await store.append("a", turns("a again"))
+    await store.append("c", turns("c"))
+    assert await store.history("b") == [] and len(store) == 2
+    assert await store.delete("a") and not await store.delete("a")
 
 
 def test_the_server_remembers_a_session(client: TestClient, bot: Chatbot) -> None:

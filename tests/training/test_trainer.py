@@ -206,3 +206,19 @@ def test_a_fresh_run_starts_the_pieces_no_target_holds_low(prepared, tmp_path):
     biases = model.output_projection.get_weights()[1]
     unseen = np.setdiff1d(np.arange(data.tokenizer.vocab_size), seen)
     assert (biases[unseen] == -10).all() and (biases[seen] == 0).all()
+
+
+def test_the_bundle_holds_each_pieces_nidf_over_the_training_replies(prepared, tmp_path):
+    from chatbot.decoding.specificity import nidf
+    from chatbot.examples import encode_examples
+
+    train(load_config("configs/tiny.yaml", TINY), prepared, tmp_path / "model", quiet())
+    data = PreparedData.load(prepared)
+    targets = encode_examples(data.examples("train"), data.tokenizer).targets
+    frequencies = np.zeros(data.tokenizer.vocab_size, np.int64)
+    for target in targets:  # brute force: each reply counts once for each id it holds
+        for token in set(target.tolist()):
+            frequencies[token] += 1
+    expected = nidf(frequencies)
+    np.testing.assert_array_equal(Bundle.load(tmp_path / "model").nidf, expected)
+    assert 0 < expected.max() <= 1 and (expected == 0).any()
