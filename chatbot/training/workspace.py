@@ -25,7 +25,9 @@ from chatbot.errors import BundleError, ConfigError
 log = logging.getLogger(__name__)
 
 # Training settings that may change when a run resumes; anything else must match, except the
-# `decoding` section, which never affects training: a resumed run takes the given one.
+# `decoding` section, which never affects training, and the tokenizer's sample size, which
+# only bounds what a tokenizer is trained on and changes no trained one (its default fell from
+# 2,000,000 to 300,000 turns): a resumed run takes the given ones.
 RESUMABLE_CHANGES = {"epochs", "early_stopping_patience", "checkpoint_every_steps"}
 CONFIG_FILE = "config.yaml"
 
@@ -77,6 +79,7 @@ class Workspace:
         for key in RESUMABLE_CHANGES:
             kept["training"][key] = given["training"][key]
         kept["decoding"] = given["decoding"]
+        kept["data"]["tokenizer"]["max_sentences"] = given["data"]["tokenizer"]["max_sentences"]
         differences = config_differences(kept, given)
         if differences:
             raise ConfigError(

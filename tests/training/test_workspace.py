@@ -68,7 +68,9 @@ def test_the_chief_cannot_resume_without_a_saved_config(tmp_path: Path):
 def test_resume_accepts_resumable_changes_and_a_new_decoding_section(tmp_path: Path):
     workspace = Workspace(tmp_path / "work", tf.distribute.get_strategy())
     workspace.settle_config(config(), resume=False, force=False)
-    changed = config("training.epochs=5", "decoding.strategy=beam")
+    changed = config(
+        "training.epochs=5", "decoding.strategy=beam", "data.tokenizer.max_sentences=1000"
+    )
     assert workspace.settle_config(changed, resume=True, force=False) == changed
 
 
