@@ -181,9 +181,9 @@ def test_the_entrypoint_serves_with_the_image_environment(image, tiny_bundle, tm
         server = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=out, stderr=out)
     try:
         base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ok(f"{base}/healthz", server, timeout=90)
-            wait_until_ok(f"{base}/readyz", server, timeout=90)
+        try:  # generous: TensorFlow's import and the warm-up take minutes on a loaded machine
+            wait_until_ok(f"{base}/healthz", server, timeout=240)
+            wait_until_ok(f"{base}/readyz", server, timeout=240)
         except BaseException:
             print(log.read_text(errors="replace"))
             raise
