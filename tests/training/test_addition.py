@@ -4,8 +4,9 @@ attention model) gets at least 99% of held-out sums exactly right with greedy de
 
 The data go the way a user's do: a TSV through `prepare` (normalizer and char tokenizer), and
 the replies come from the `Chatbot` facade, detokenized. The training loop is the test's own, as
-in test_learning.py: Keras `fit` with a cosine learning-rate decay, after starting the logits of
-pieces no answer uses low (`Seq2Seq.start_unseen_pieces_low`, as `chatbot train` does).
+in test_learning.py: Keras `fit` with a linear warm-up and a cosine learning-rate decay, after
+starting the logits of pieces no answer uses low (`Seq2Seq.start_unseen_pieces_low`, as
+`chatbot train` does).
 Subword pieces fail this task (issue 20: about 60% exact match after ten CPU-minutes) because
 they merge digits differently from one number to the next; with one piece a digit, place value
 looks the same in every sum. No test sum occurs in training: the model must add, not recall."""
@@ -25,20 +26,16 @@ from chatbot.prepare import PreparedData, prepare
 from chatbot.tokenizer import BOS_ID, EOS_ID, Tokenizer
 from chatbot.training.optimizer import FusedAdam
 
-# Not passing yet (issue 20's follow-up), so it runs as an expected failure. With the unseen
-# pieces started low, ten epochs give 71.8% exact match at this seed; how far a run gets
-# depends more on the seed than on anything else tried (exact match by seed 0/1/2: 0.72/0.21/-
-# at learning rate 0.01; 1.00/0.99/0.16 at 0.005, 0.07 at 0.003; hidden size 256 at 0.005:
-# -/1.00/1.00/0.80 for seeds 0-3; a second decoder layer: 0.78 at seed 2; 14 epochs: 0.32
-# at seed 2). A test that passes only at a lucky seed proves nothing; the mark stays until a
-# setting learns it at every seed tried. Strict: once it passes, the mark must go.
-pytestmark = pytest.mark.xfail(
-    reason="reaches 72% of the required 99%; see the comment above", strict=True
-)
+# With GRU cells and unscaled attention scores the result depended on the seed (exact match
+# by seed 0/1/2: 1.00/0.99/0.16 at a peak learning rate of 0.005). The config's LSTM cells and
+# scaled scores, with this warm-up to 0.01 and 12 epochs, give 1.00/1.00/1.00/0.998 at seeds
+# 0-3, in 155-168 CPU-seconds to prepare and train on a loaded 2-core machine (10 epochs:
+# 0.98 at seed 0; batch 32: 0.97 or 0.95 at seed 3).
 
 EXACT = Path(__file__).resolve().parents[2] / "configs" / "exact.yaml"
 TRAIN, TEST = 20_000, 500
-EPOCHS, BATCH = 10, 64
+EPOCHS, BATCH = 12, 64
+PEAK_LR, WARMUP = 0.01, 300
 
 
 def sums(count: int, seed: int, exclude: set[tuple[int, int]] = frozenset()) -> list[tuple]:
@@ -87,7 +84,9 @@ def adder(tmp_path_factory: pytest.TempPathFactory):
     inputs, target, weights = arrays(data)
     model.start_unseen_pieces_low(np.unique(target))  # as `chatbot train` does
     steps = EPOCHS * -(-TRAIN // BATCH)
-    schedule = keras.optimizers.schedules.CosineDecay(0.01, steps, alpha=0.02)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps - WARMUP, alpha=0.02, warmup_target=PEAK_LR, warmup_steps=WARMUP
+    )
     model.compile(optimizer=FusedAdam(schedule, global_clipnorm=config.training.clip_norm))
     model.fit(inputs, target, sample_weight=weights, batch_size=BATCH, epochs=EPOCHS, verbose=0)
     print(f"\nprepare and train: {time.process_time() - started:.0f} CPU-seconds")
