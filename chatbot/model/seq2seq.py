@@ -154,8 +154,8 @@ class Seq2Seq(keras.Model):
         A tokenizer has pieces its replies never use: byte fallback alone adds 256. At their
         random start they take probability from the pieces that matter, and a small model
         learns slower for it: on three-digit addition with a char tokenizer (273 pieces, 16
-        used), 3% exact match after ten epochs against 72% started low
-        (tests/training/test_addition.py). Training still pushes them down from there."""
+        used), a GRU model of configs/exact.yaml's size reached 3% exact match after ten
+        epochs, against 72% started low. Training still pushes them down from there."""
         unseen = np.setdiff1d(np.arange(self.vocab_size), seen_ids)
         if self.output_projection is not None:
             kernel, biases = self.output_projection.get_weights()
