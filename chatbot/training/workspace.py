@@ -24,11 +24,18 @@ from chatbot.errors import BundleError, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Training settings that may change when a run resumes; anything else must match, except the
-# `decoding` section, which never affects training, and the tokenizer's sample size, which
-# only bounds what a tokenizer is trained on and changes no trained one (its default fell from
-# 2,000,000 to 300,000 turns): a resumed run takes the given ones.
-RESUMABLE_CHANGES = {"epochs", "early_stopping_patience", "checkpoint_every_steps"}
+# The settings (dotted paths) a resumed run takes from the given config; anything else must
+# match the run's. Besides the training schedule's length and checkpoints: the `decoding`
+# section, which never affects training, and the tokenizer's sample size, which only bounds
+# what a tokenizer is trained on and changes no trained one (its default fell from 2,000,000
+# to 300,000 turns).
+RESUMABLE_CHANGES = (
+    "training.epochs",
+    "training.early_stopping_patience",
+    "training.checkpoint_every_steps",
+    "decoding",
+    "data.tokenizer.max_sentences",
+)
 CONFIG_FILE = "config.yaml"
 
 
@@ -76,10 +83,12 @@ class Workspace:
             raise BundleError(f"{self.work_dir}: nothing to resume (no {CONFIG_FILE} there)")
         previous = parse_config(Config, read_yaml(saved), where=str(saved))
         given, kept = config.model_dump(mode="json"), previous.model_dump(mode="json")
-        for key in RESUMABLE_CHANGES:
-            kept["training"][key] = given["training"][key]
-        kept["decoding"] = given["decoding"]
-        kept["data"]["tokenizer"]["max_sentences"] = given["data"]["tokenizer"]["max_sentences"]
+        for path in RESUMABLE_CHANGES:
+            *parents, key = path.split(".")
+            into, source = kept, given
+            for part in parents:
+                into, source = into[part], source[part]
+            into[key] = source[key]
         differences = config_differences(kept, given)
         if differences:
             raise ConfigError(
