@@ -159,9 +159,7 @@ class Chatbot:
         if "max_length" in given and "min_length" not in given:  # a shorter limit fits
             merged["min_length"] = min(merged["min_length"], merged["max_length"])
         if "n_best" in given and "n_samples" not in given and merged["n_samples"] is not None:
-            merged["n_samples"] = max(
-                merged["n_samples"], merged["n_best"]
-            )  # more asked, more drawn
+            merged["n_samples"] = max(merged["n_samples"], merged["n_best"])  # more asked, drawn
         settings = parse_config(DecodingConfig, merged, where="decoding")
         if settings.mmi_backward and self.backward is None:
             raise ConfigError(
