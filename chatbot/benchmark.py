@@ -68,7 +68,7 @@ def build_for_benchmark(config: Config, vocab_size: int | None = None) -> Seq2Se
     training = config.training
     optimizer = FusedAdam(training.learning_rate, global_clipnorm=training.clip_norm)
     model.compile(optimizer=optimizer)
-    model.configure_training(training.scheduled_sampling, training.label_smoothing)
+    model.configure_training(training)
     return model
 
 

@@ -225,6 +225,14 @@ def run_train(args: argparse.Namespace) -> int:
         f"  bundle: {report.bundle}\n"
         f"  run:    {report.work_dir} (tensorboard --logdir {report.work_dir / 'logs'})"
     )
+    backward = report.bundle / "backward"
+    if config.decoding.mmi_backward and not backward.is_dir():
+        print(
+            "  note:   its decoding defaults rerank replies with a backward model "
+            f"(decoding.mmi_backward), so it answers only once one is in {backward}: "
+            "docs/training.md#a-backward-model-for-mmi-bidi; without one, train with "
+            "--set decoding.mmi_backward=0"
+        )
     return 0
 
 

@@ -227,6 +227,11 @@ class TrainingConfig(StrictModel):
     plateau_patience: int = Field(default=1, ge=0)
     clip_norm: float | None = Field(default=5.0, gt=0.0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Weight of a ranking loss (chatbot/training/losses.py) that scores each example's reply
+    # above `contrastive_negatives` replies of other examples in its batch: the model learns to
+    # tell which reply fits the context, which hits@1/K measures. 0: likelihood only.
+    contrastive_weight: float = Field(default=0.0, ge=0.0)
+    contrastive_negatives: int = Field(default=1, ge=1, le=16)
     early_stopping_patience: int = Field(default=3, ge=0)
     checkpoint_every_steps: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=3, ge=1)

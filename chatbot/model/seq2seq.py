@@ -24,11 +24,15 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from chatbot.config import ModelConfig, ScheduledSamplingConfig
+from chatbot.config import ModelConfig, ScheduledSamplingConfig, TrainingConfig
 from chatbot.model.attention import make_attention
 from chatbot.model.cells import make_rnn, state_names
 from chatbot.tokenizer import PAD_ID
-from chatbot.training.losses import masked_cross_entropy
+from chatbot.training.losses import (
+    masked_cross_entropy,
+    mean_token_log_likelihood,
+    ranking_loss,
+)
 from chatbot.training.schedules import teacher_forcing_probability
 
 UNSEEN_BIAS = -10.0  # exp(-10): a few hundred unseen pieces share about 1% of the probability
@@ -110,9 +114,12 @@ class Seq2Seq(keras.Model):
             self.output_projection = layers.Dense(vocab_size, name="output_projection")
         self.sampling = ScheduledSamplingConfig()
         self.label_smoothing = 0.0
+        self.contrastive_weight = 0.0
+        self.contrastive_negatives = 1
         self.sampling_seed = keras.random.SeedGenerator(0, name="sampling_seed")
         self.loss_sum = keras.metrics.Mean(name="loss")
         self.nll_sum = keras.metrics.Mean(name="nll")
+        self.ranking_sum = keras.metrics.Mean(name="ranking_loss")
 
     def _encoder_layer(self, index: int) -> layers.Layer:
         c = self.model_config
@@ -142,10 +149,12 @@ class Seq2Seq(keras.Model):
             name=f"encoder_{index}_bi",
         )
 
-    def configure_training(self, sampling: ScheduledSamplingConfig, label_smoothing: float) -> None:
+    def configure_training(self, training: TrainingConfig) -> None:
         """Training-only settings, used by `train_step`; not part of the saved architecture."""
-        self.sampling = sampling
-        self.label_smoothing = float(label_smoothing)
+        self.sampling = training.scheduled_sampling
+        self.label_smoothing = float(training.label_smoothing)
+        self.contrastive_weight = float(training.contrastive_weight)
+        self.contrastive_negatives = int(training.contrastive_negatives)
 
     def start_unseen_pieces_low(self, seen_ids: np.ndarray, bias: float = UNSEEN_BIAS) -> None:
         """Start the logits of the pieces outside `seen_ids` (those no training target holds)
@@ -353,34 +362,68 @@ class Seq2Seq(keras.Model):
         return_attention: bool = False,
     ) -> Any:
         encoded = self.encode(inputs["source_ids"], training=training)
-        decoder_ids = inputs["decoder_input_ids"]
-        if teacher_forcing is None and self.parallel_decoding:
-            logits, weights = self._decode_parallel(decoder_ids, encoded, training)
-        else:
-            logits, weights = self._decode_loop(decoder_ids, encoded, teacher_forcing, training)
+        logits, weights = self._decode(
+            inputs["decoder_input_ids"], encoded, teacher_forcing, training
+        )
         return (logits, weights) if return_attention else logits
+
+    def _decode(
+        self, decoder_ids: Any, encoded: Encoded, teacher_forcing: Any, training: bool
+    ) -> tuple[Any, Any]:
+        """(logits, attention weights) of whole target sequences, teacher-forced."""
+        if teacher_forcing is None and self.parallel_decoding:
+            return self._decode_parallel(decoder_ids, encoded, training)
+        return self._decode_loop(decoder_ids, encoded, teacher_forcing, training)
 
     # ---- training -----------------------------------------------------------------------------
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_sum, self.nll_sum]
+        return [self.loss_sum, self.nll_sum, self.ranking_sum]
 
-    def _results(self) -> dict[str, Any]:
+    def _results(self, training: bool = False) -> dict[str, Any]:
         nll = self.nll_sum.result()
-        return {"loss": self.loss_sum.result(), "perplexity": ops.exp(ops.minimum(nll, 50.0))}
+        results = {"loss": self.loss_sum.result(), "perplexity": ops.exp(ops.minimum(nll, 50.0))}
+        if training and self.contrastive_weight:
+            results["ranking_loss"] = self.ranking_sum.result()
+        return results
 
     def _batch_loss(
         self, data: Any, training: bool, teacher_forcing: Any = None
     ) -> tuple[Any, Any]:
-        """(mean smoothed loss per target token, target tokens) of one batch."""
+        """(what training minimizes, target tokens) of one batch: the mean smoothed loss per
+        target token, plus the weighted ranking loss when training with one. `loss` in the
+        logs is the token loss alone, comparable with `val_loss`."""
         inputs, targets, weights = data
-        logits = self(inputs, training=training, teacher_forcing=teacher_forcing)
+        encoded = self.encode(inputs["source_ids"], training=training)
+        logits, _ = self._decode(inputs["decoder_input_ids"], encoded, teacher_forcing, training)
         loss, nll, tokens = masked_cross_entropy(logits, targets, weights, self.label_smoothing)
         tokens = ops.maximum(tokens, 1.0)
         self.loss_sum.update_state(loss / tokens, sample_weight=tokens)
         self.nll_sum.update_state(nll / tokens, sample_weight=tokens)
-        return loss / tokens, tokens
+        objective = loss / tokens
+        if training and self.contrastive_weight:
+            ranking = self._ranking_loss(data, encoded, logits, teacher_forcing)
+            self.ranking_sum.update_state(ranking)
+            objective = objective + self.contrastive_weight * ranking
+        return objective, tokens
+
+    def _ranking_loss(self, data: Any, encoded: Encoded, logits: Any, teacher_forcing: Any) -> Any:
+        """`ranking_loss` of each example's reply against the replies of the next
+        `contrastive_negatives` examples in the batch (rows rolled by 1..K), each decoded from
+        the example's own encoded context. Bucketing by length makes them about as long as the
+        true reply; a negative with the same tokens as the true reply is no negative."""
+        inputs, targets, weights = data
+        scores = [mean_token_log_likelihood(logits, targets, weights)]
+        valid = [ops.ones_like(scores[0], dtype="bool")]
+        for shift in range(1, self.contrastive_negatives + 1):
+            other_targets = ops.roll(targets, shift, axis=0)
+            other_ids = ops.roll(inputs["decoder_input_ids"], shift, axis=0)
+            other_logits, _ = self._decode(other_ids, encoded, teacher_forcing, True)
+            other_weights = ops.roll(weights, shift, axis=0)
+            scores.append(mean_token_log_likelihood(other_logits, other_targets, other_weights))
+            valid.append(ops.any(ops.not_equal(other_targets, targets), axis=1))
+        return ranking_loss(ops.stack(scores, axis=1), ops.stack(valid, axis=1))
 
     def train_step(self, data: Any) -> dict[str, Any]:
         teacher_forcing = None
@@ -394,7 +437,7 @@ class Seq2Seq(keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return {**self._results(), **results, "tokens": tokens}
+        return {**self._results(training=True), **results, "tokens": tokens}
 
     def test_step(self, data: Any) -> dict[str, Any]:
         self._batch_loss(data, training=False)

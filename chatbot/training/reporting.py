@@ -23,7 +23,14 @@ from chatbot.training.schedules import teacher_forcing_probability
 
 log = logging.getLogger(__name__)
 
-TRAIN_SUMMARIES = ("loss", "perplexity", "learning_rate", "teacher_forcing", "train_tokens_per_s")
+TRAIN_SUMMARIES = (
+    "loss",
+    "perplexity",
+    "ranking_loss",
+    "learning_rate",
+    "teacher_forcing",
+    "train_tokens_per_s",
+)
 
 
 @dataclass
@@ -49,7 +56,7 @@ class Reporter:
     ) -> dict[str, Any]:
         """The history entry of `epoch`: its last training logs, step and schedules."""
         record: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 2)}
-        for key in ("loss", "perplexity"):
+        for key in ("loss", "perplexity", "ranking_loss"):
             if logs.get(key):
                 record[key] = float(logs[key][-1])
         step = model.optimizer.iterations

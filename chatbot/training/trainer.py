@@ -129,7 +129,7 @@ class Trainer:
             if self.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             model.compile(optimizer=optimizer)
-            model.configure_training(training.scheduled_sampling, training.label_smoothing)
+            model.configure_training(training)
             optimizer.build(model.trainable_variables)
         return model, RunState(model, optimizer)  # outside the scope: see RunState
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from chatbot.config import ModelConfig
+from chatbot.config import ModelConfig, TrainingConfig
 from chatbot.model.cells import CELL_TYPES
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import PAD_ID
@@ -182,3 +182,38 @@ def test_loading_never_asks_keras_for_a_shared_object(tmp_path, monkeypatch):
     monkeypatch.setattr(serialization_lib, "get_shared_object", lambda obj_id: wrong)
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     np.testing.assert_array_equal(model(batch()), loaded(batch()))
+
+
+def test_the_ranking_loss_scores_each_reply_against_the_next_rows_replies():
+    model = build(tiny(attention="luong_general"))
+    model.configure_training(TrainingConfig(contrastive_weight=0.5, contrastive_negatives=2))
+    inputs = batch(seed=3)
+    rng = np.random.default_rng(4)
+    targets = rng.integers(5, VOCAB, (3, 5)).astype("int32")
+    targets[1] = targets[0]  # the same reply twice: neither is the other's negative
+    inputs["decoder_input_ids"][1] = inputs["decoder_input_ids"][0]
+    weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], "float32")
+    objective, _ = model._batch_loss((inputs, targets, weights), training=True)
+
+    def log_likelihood(source: int, reply: int) -> float:
+        logits = model(
+            {
+                "source_ids": inputs["source_ids"][source : source + 1],
+                "decoder_input_ids": inputs["decoder_input_ids"][reply : reply + 1],
+            }
+        )
+        log_probs = np.asarray(keras.ops.log_softmax(logits[0], axis=-1))
+        true = log_probs[np.arange(5), targets[reply]]
+        return float((true * weights[reply]).sum() / weights[reply].sum())
+
+    ranking = []
+    for row in range(3):
+        others = [(row - shift) % 3 for shift in (1, 2)]
+        scores = [log_likelihood(row, row)]
+        scores += [log_likelihood(row, o) for o in others if (targets[o] != targets[row]).any()]
+        scores = np.array(scores)
+        ranking.append(np.log(np.exp(scores).sum()) - scores[0])
+    own = [log_likelihood(row, row) * weights[row].sum() for row in range(3)]
+    token_loss = -sum(own) / weights.sum()
+    expected = token_loss + 0.5 * np.mean(ranking)
+    np.testing.assert_allclose(float(objective), expected, rtol=1e-4)

@@ -75,6 +75,17 @@ def test_scheduled_sampling_logs_a_falling_teacher_forcing_probability(prepared,
     np.testing.assert_allclose(forcing, [1 - 0.05 * 6, 1 - 0.05 * 12, 1 - 0.05 * 18], atol=1e-6)
 
 
+def test_a_ranking_loss_is_trained_and_logged_beside_the_token_loss(prepared, tmp_path):
+    overrides = [*TINY, "training.contrastive_weight=1.0", "training.contrastive_negatives=2"]
+    train(load_config("configs/tiny.yaml", overrides), prepared, tmp_path / "m", quiet())
+    history = Bundle.load(tmp_path / "m").history
+    # two other replies: a model that cannot tell them apart scores log(3)
+    assert all(0 < r["ranking_loss"] < np.log(3) + 0.5 for r in history)
+    assert all(np.isfinite(r["val_loss"]) for r in history)
+    train(load_config("configs/tiny.yaml", TINY), prepared, tmp_path / "plain", quiet())
+    assert "ranking_loss" not in Bundle.load(tmp_path / "plain").history[0]
+
+
 def test_a_new_run_will_not_overwrite_an_earlier_one(prepared, tmp_path):
     config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
     train(config, prepared, tmp_path / "m", quiet())
@@ -106,6 +117,16 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_damaged(prepared, tmp_p
     longer = load_config("configs/tiny.yaml", [*TINY, "training.epochs=2"])
     assert train(longer, prepared, tmp_path / "m", quiet(resume=True)).epochs_done == 2
     assert f"checkpoint {checkpoints / newest.stem} unusable" in caplog.text
+
+
+def test_the_cli_says_when_the_bundle_needs_a_backward_model_it_lacks(prepared, tmp_path, capsys):
+    argv = ["train", "--config", "configs/tiny.yaml", "--data", str(prepared), "--quiet"]
+    argv += [f"--set={o}" for o in [*TINY, "training.epochs=1"]]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert "backward model" not in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "mmi"), "--set", "decoding.mmi_backward=1"]) == 0
+    out = capsys.readouterr().out
+    assert f"answers only once one is in {tmp_path / 'mmi' / 'backward'}" in out
 
 
 def test_config_errors_name_the_key(prepared, tmp_path, capsys):
