@@ -197,6 +197,7 @@ def _console_log(name: str, *, verbose: bool) -> Iterator[None]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from chatbot.bot import BACKWARD
     from chatbot.config import load_config
     from chatbot.training.trainer import TrainOptions, train
 
@@ -225,7 +226,7 @@ def run_train(args: argparse.Namespace) -> int:
         f"  bundle: {report.bundle}\n"
         f"  run:    {report.work_dir} (tensorboard --logdir {report.work_dir / 'logs'})"
     )
-    backward = report.bundle / "backward"
+    backward = report.bundle / BACKWARD
     if config.decoding.mmi_backward and not backward.is_dir():
         print(
             "  note:   its decoding defaults rerank replies with a backward model "
