@@ -7,7 +7,9 @@ truncated from the left to `data.max_source_len`.
 
 A bundle may hold a backward model p(message | reply) in its `backward/` folder (a bundle of
 its own, trained on `data.direction: backward` examples); `decoding.mmi_backward` reranks
-candidates with it (MMI-bidi, Li et al. 2016).
+candidates with it (MMI-bidi, Li et al. 2016). A bundle with a reply bank
+(`chatbot.retrieval`) can offer training replies as candidates too
+(`decoding.reply_source`); the model ranks them as it ranks its own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.bundle import NIDF, Bundle
+from chatbot.bundle import NIDF, REPLIES, Bundle
 from chatbot.config import DecodingConfig, Runtime, parse_config
 from chatbot.decoding.generator import XLA_MAX_ROWS, Generator, JitPolicy, make_knobs
 from chatbot.decoding.kernels import is_possible
@@ -33,6 +35,9 @@ from chatbot.normalize import Normalizer
 from chatbot.stops import cut_offsets, stop_cut
 from chatbot.text_offsets import TextOffsets
 from chatbot.tokenizer import EOS_ID, join_context, pad_ids
+
+# A ranked candidate: the index of the decoded hypothesis it is, or None for a retrieved reply.
+Ranked = tuple[int | None, "Candidate"]
 
 BACKWARD = "backward"
 
@@ -92,6 +97,19 @@ class Reply:
     @property
     def offsets(self) -> tuple[int, ...]:
         return self.candidates[0].offsets
+
+
+def _ngrams(ids: Sequence[int], n: int) -> set[tuple[int, ...]]:
+    return {tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)}
+
+
+def _repeats(ids: Sequence[int], n: int) -> bool:
+    return len(_ngrams(ids, n)) < max(len(ids) - n + 1, 0)
+
+
+def _contains(ids: Sequence[int], phrase: Sequence[int]) -> bool:
+    n = len(phrase)
+    return any(tuple(ids[i : i + n]) == tuple(phrase) for i in range(len(ids) - n + 1))
 
 
 def _phrase_variants(phrase: str) -> set[str]:
@@ -171,6 +189,11 @@ class Chatbot:
                 f"decoding: specificity needs the bundle's {NIDF}, which `chatbot train` "
                 "writes; this bundle was trained before it existed"
             )
+        if settings.reply_source != "generate" and self.bundle.replies is None:
+            raise ConfigError(
+                f"decoding: reply_source {settings.reply_source!r} needs the bundle's {REPLIES} "
+                "reply bank, which `chatbot train` writes and `chatbot bank` adds"
+            )
         return settings
 
     def context_ids(self, message: str, history: Sequence[str] | None = None) -> list[int]:
@@ -247,21 +270,34 @@ class Chatbot:
         settings = settings or self.settings(**decoding)
         histories = histories or [None] * len(messages)
         sources = [self.context_ids(m, h) for m, h in zip(messages, histories, strict=True)]
-        source_ids = pad_ids(sources)
         spec, knobs, n_best = self.plan(settings)
         if return_attention:
             spec = dataclasses.replace(spec, return_attention=True)
-        decoded = self.generator.generate(source_ids, spec, knobs)
-        ranked = self._rerank(decoded, settings, messages)
+        pools: list[list[Ranked]] = [[] for _ in sources]
+        if settings.reply_source != "generate":
+            found = self._retrieve(sources, messages, settings, spec)
+            for pool, candidates in zip(pools, found, strict=True):
+                pool.extend((None, candidate) for candidate in candidates)
+        only_retrieved = settings.reply_source == "retrieve"
+        rows = [row for row, pool in enumerate(pools) if not (only_retrieved and pool)]
+        decoded = None
+        if rows:  # every input's candidates, or only those the reply bank had none for
+            decoded = self.generator.generate(pad_ids([sources[r] for r in rows]), spec, knobs)
+            normalize = settings.reply_source != "generate"
+            for k, row in enumerate(rows):
+                pools[row][:0] = self._generated(decoded, k, settings, normalize)
+        ranked = self._rerank(pools, settings, messages)
         seconds = (time.perf_counter() - started) / len(messages)
+        decoded_row = {row: k for k, row in enumerate(rows)}
         replies = []
         for row, source in enumerate(sources):
             candidates = [c.cut(settings.stop) for _, c in ranked[row][:n_best]]
             best = ranked[row][0][0]
             attention = None
-            if decoded.attention is not None:
-                length = int(decoded.lengths[row, best]) + 1
-                attention = decoded.attention[row, best, :length, : len(source)]
+            if decoded is not None and decoded.attention is not None and best is not None:
+                k = decoded_row[row]
+                length = int(decoded.lengths[k, best]) + 1
+                attention = decoded.attention[k, best, :length, : len(source)]
             replies.append(
                 Reply(
                     text=candidates[0].text,
@@ -273,6 +309,84 @@ class Chatbot:
                 )
             )
         return replies
+
+    def _generated(
+        self, decoded: Decoded, row: int, settings: DecodingConfig, normalize: bool
+    ) -> list[Ranked]:
+        """Row `row`'s hypotheses, scored as the search scored them, or, with `normalize`
+        (to rank them with retrieved replies), by log-probability / GNMT length penalty."""
+        scores = decoded.scores[row]
+        if normalize:
+            penalty = gnmt_penalty(decoded.lengths[row] + 1, settings.length_penalty).numpy()
+            scores = decoded.log_probs[row] / penalty
+        return [
+            (index, self._candidate(decoded, row, index, float(score)))
+            for index, score in enumerate(scores)
+        ]
+
+    def _retrieve(
+        self,
+        sources: Sequence[Sequence[int]],
+        messages: Sequence[str],
+        settings: DecodingConfig,
+        spec: SearchSpec,
+    ) -> list[list[Candidate]]:
+        """Per input, the reply bank's `retrieved` replies to messages like it that obey
+        the decoding rules (lengths, n-gram blocking, banned phrases), each with its
+        teacher-forced log-probability and log-probability / GNMT length penalty as score."""
+        bank, count = self.bundle.replies, settings.retrieved
+        assert bank is not None  # settings() refuses retrieval without one
+        found = [
+            [
+                ids
+                for ids in self.tokenizer.encode(bank.search(self.normalizer(message), count))
+                if self._obeys_rules(ids, source, spec, settings)
+            ]
+            for message, source in zip(messages, sources, strict=True)
+        ]
+        pairs = [(source, ids) for source, row in zip(sources, found, strict=True) for ids in row]
+        if not pairs:
+            return [[] for _ in sources]
+        log_probs = self.generator.score(
+            pad_ids([source for source, _ in pairs]), pad_ids([[*ids, EOS_ID] for _, ids in pairs])
+        )
+        lengths = np.array([len(ids) for _, ids in pairs], np.int32)
+        scores = log_probs / gnmt_penalty(lengths + 1, settings.length_penalty).numpy()
+        candidates = iter(
+            self._retrieved_candidate(ids, float(log_prob), float(score))
+            for (_, ids), log_prob, score in zip(pairs, log_probs, scores, strict=True)
+        )
+        return [[next(candidates) for _ in row] for row in found]
+
+    def _obeys_rules(
+        self, ids: Sequence[int], source: Sequence[int], spec: SearchSpec, settings: DecodingConfig
+    ) -> bool:
+        """Whether a retrieved reply's ids are a reply the decoding rules would allow: its
+        length, no repeated n-gram, none copied from the context, no banned phrase (n-grams
+        compared on canonical ids, as the loop's rules compare them)."""
+        if not settings.min_length <= len(ids) <= settings.max_length:
+            return False
+        canonical = self.generator.canonical
+        reply = [int(canonical[i]) for i in ids] if canonical is not None else list(ids)
+        if spec.no_repeat_ngram and _repeats(reply, spec.no_repeat_ngram):
+            return False
+        if spec.block_context_ngram:
+            n = spec.block_context_ngram
+            context = [int(canonical[i]) for i in source] if canonical is not None else source
+            if _ngrams(reply, n) & _ngrams(context, n):
+                return False
+        return not any(_contains(ids, phrase) for phrase in spec.banned)
+
+    def _retrieved_candidate(self, ids: Sequence[int], log_prob: float, score: float) -> Candidate:
+        text = " ".join(self.tokenizer.decode(ids).split())
+        return Candidate(
+            text=text,
+            score=score,
+            log_prob=log_prob,
+            tokens=len(ids),
+            ids=tuple(ids),
+            offsets=self.text_offsets(ids, text),
+        )
 
     def _candidate(self, decoded: Decoded, row: int, index: int, score: float) -> Candidate:
         length = int(decoded.lengths[row, index])
@@ -316,35 +430,30 @@ class Chatbot:
         )
 
     def _rerank(
-        self, decoded: Decoded, settings: DecodingConfig, messages: Sequence[str]
-    ) -> list[list[tuple[int, Candidate]]]:
-        """Per input, (hypothesis index, candidate) best first, by `_rerank_scores`."""
-        batch, width = decoded.log_probs.shape
-        candidates = [
-            [self._candidate(decoded, row, index, 0.0) for index in range(width)]
-            for row in range(batch)
-        ]
-        scores = self._rerank_scores(decoded, settings, messages, candidates)
+        self, pools: Sequence[Sequence[Ranked]], settings: DecodingConfig, messages: Sequence[str]
+    ) -> list[list[Ranked]]:
+        """Per input, its possible candidates best first, by `_rerank_scores`."""
+        flat = [candidate for pool in pools for _, candidate in pool]
+        owners = [message for message, pool in zip(messages, pools, strict=True) for _ in pool]
+        scores = iter(self._rerank_scores(flat, owners, settings))
         ranked = []
-        for row in range(batch):
-            order = np.argsort(-scores[row], kind="stable")
+        for pool in pools:
+            scored = [(origin, c, float(next(scores))) for origin, c in pool]
+            order = np.argsort([-score for *_, score in scored], kind="stable")
             ranked.append(
                 [
-                    (int(i), dataclasses.replace(candidates[row][i], score=float(scores[row, i])))
+                    (scored[i][0], dataclasses.replace(scored[i][1], score=scored[i][2]))
                     for i in order
-                    if is_possible(decoded.log_probs[row, i])
+                    if is_possible(scored[i][1].log_prob)
                 ]
             )
         return ranked
 
     def _rerank_scores(
-        self,
-        decoded: Decoded,
-        settings: DecodingConfig,
-        messages: Sequence[str],
-        candidates: Sequence[Sequence[Candidate]],
+        self, candidates: Sequence[Candidate], messages: Sequence[str], settings: DecodingConfig
     ) -> np.ndarray:
-        """[inputs, candidates] ranking scores. Without MMI, the search's own scores. With
+        """Ranking scores of `candidates`, each answering its `messages` entry. Without MMI,
+        their own scores (the search's, or log-probability / GNMT length penalty). With
         `mmi_lambda`, log p(reply | context) - lambda * log p(reply): the reply's likelihood
         given an empty context (an anti-language model, Li et al. 2016) penalizes replies
         that are likely whatever was said. With `mmi_backward`, plus mmi_backward times
@@ -352,34 +461,33 @@ class Chatbot:
         al. 2016): replies from which the message could be guessed are specific to it; the
         forward term is then length-normalized as beam search ranks (GNMT penalty with
         `length_penalty`) for every strategy, so that short samples do not win by length."""
-        batch, width = decoded.log_probs.shape
-        scores = decoded.scores
+        scores = np.array([c.score for c in candidates], np.float32)
+        if not candidates:
+            return scores
+        log_probs = np.array([c.log_prob for c in candidates], np.float32)
         if settings.mmi_lambda:
-            flat = decoded.tokens.reshape(batch * width, -1)
-            empty = np.full((batch * width, 1), EOS_ID, np.int32)
-            prior = self.generator.score(empty, flat).reshape(batch, width)
-            scores = decoded.log_probs - settings.mmi_lambda * prior
+            replies = pad_ids([[*c.ids, EOS_ID] for c in candidates])
+            empty = np.full((len(candidates), 1), EOS_ID, np.int32)
+            scores = log_probs - settings.mmi_lambda * self.generator.score(empty, replies)
         if settings.mmi_backward:
             if not settings.mmi_lambda:  # the length counts the end mark, as in the search
-                penalty = gnmt_penalty(decoded.lengths + 1, settings.length_penalty).numpy()
-                scores = decoded.log_probs / penalty
+                lengths = np.array([c.tokens for c in candidates], np.int32)
+                scores = log_probs / gnmt_penalty(lengths + 1, settings.length_penalty).numpy()
             backward = self._backward_scores(candidates, messages)
             scores = scores + settings.mmi_backward * backward
         return scores
 
     def _backward_scores(
-        self, candidates: Sequence[Sequence[Candidate]], messages: Sequence[str]
+        self, candidates: Sequence[Candidate], messages: Sequence[str]
     ) -> np.ndarray:
-        """[inputs, candidates] log p(message | candidate) per message token (end mark
-        included) under the backward model, which reads text with its own tokenizer."""
+        """log p(message | candidate) per message token (end mark included) under the
+        backward model, which reads text with its own tokenizer."""
         backward = self.backward
         assert backward is not None  # settings() refuses mmi_backward without one
-        texts = [candidate.text for row in candidates for candidate in row]
+        texts = [candidate.text for candidate in candidates]
         sources = [backward.context_ids(t) if backward.normalizer(t) else [EOS_ID] for t in texts]
         encoded = backward.tokenizer.encode([backward.normalizer(m) for m in messages])
-        targets = [
-            [*ids, EOS_ID] for ids, row in zip(encoded, candidates, strict=True) for _ in row
-        ]
+        targets = [[*ids, EOS_ID] for ids in encoded]
         log_probs = backward.generator.score(pad_ids(sources), pad_ids(targets))
         lengths = np.array([len(target) for target in targets], np.float32)
-        return (log_probs / lengths).reshape(len(candidates), -1)
+        return log_probs / lengths

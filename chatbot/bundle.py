@@ -8,11 +8,13 @@
       nidf.npy         each piece's specificity over the training replies, for NIDF-weighted
                        decoding (`chatbot.decoding.specificity`); bundles trained before it
                        existed have none
+      replies.jsonl.gz the reply bank (`chatbot.retrieval`): the training replies by the
+                       messages they answered, for `decoding.reply_source`; optional
       card.json        data statistics, final metrics, the command that made it, versions,
                        the bundle's format_version, and under `files` the size and SHA-256 of
-                       tokenizer.model, model.keras, history.json and nidf.npy and how many
-                       settings config.yaml holds (its values, the decoding defaults say, may be
-                       edited)
+                       tokenizer.model, model.keras, history.json, nidf.npy and
+                       replies.jsonl.gz and how many settings config.yaml holds (its values,
+                       the decoding defaults say, may be edited)
 
 The folder is written under a temporary name and renamed into place, so a crash never leaves a
 bundle that looks complete. Loading refuses a format_version newer than this code reads, checks
@@ -38,10 +40,11 @@ import numpy as np
 import yaml
 
 from chatbot import __version__
-from chatbot.atomic import atomic_directory
+from chatbot.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from chatbot.config import Config, parse_config
 from chatbot.errors import BundleError, ChatbotError
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.retrieval import ReplyBank
 from chatbot.tokenizer import TOKENIZER_FILE, Tokenizer
 from chatbot.yaml_errors import yaml_problem
 
@@ -51,12 +54,14 @@ MODEL = "model.keras"
 HISTORY = "history.json"
 CARD = "card.json"
 NIDF = "nidf.npy"  # optional
+REPLIES = "replies.jsonl.gz"  # optional
 WEIGHTS = "model.weights.h5"  # inside model.keras
 FILES = (CONFIG, TOKENIZER, MODEL, HISTORY, CARD)
 # The bundle layout's version, recorded in card.json; bump it when older code could not load a
 # new bundle. Bundles from before it was recorded are version 1.
 FORMAT_VERSION = 1
 CHECKSUMMED = (TOKENIZER, MODEL, HISTORY)
+OPTIONAL = (NIDF, REPLIES)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Bundle:
     history: list[dict[str, Any]] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
     nidf: np.ndarray | None = None  # float32 [V]: see chatbot.decoding.specificity
+    replies: ReplyBank | None = None  # see chatbot.retrieval
 
     def save(self, path: str | Path, *, overwrite: bool = False, float16: bool = False) -> Path:
         """Write the bundle to `path`; with `float16`, model.keras stores its weights at half
@@ -84,6 +90,9 @@ class Bundle:
             if self.nidf is not None:
                 np.save(tmp / NIDF, np.asarray(self.nidf, np.float32), allow_pickle=False)
                 names.append(NIDF)
+            if self.replies is not None:
+                (tmp / REPLIES).write_bytes(self.replies.to_bytes())
+                names.append(REPLIES)
             files = {name: _fingerprint(tmp / name) for name in names}
             files[CONFIG] = {"settings": _count_settings(tree)}
             card = {"format_version": FORMAT_VERSION, **self.card}
@@ -112,7 +121,25 @@ class Bundle:
         history = _read_json(path / HISTORY)
         _verify_files(path, card)
         nidf = _read_nidf(path / NIDF, tokenizer.vocab_size, card)
-        return cls(config, tokenizer, model, history, card, nidf)
+        replies = _read_replies(path / REPLIES, card)
+        return cls(config, tokenizer, model, history, card, nidf, replies)
+
+
+def read_config(path: str | Path) -> Config:
+    """The config of the bundle at `path`, checked against its card, without its model."""
+    path = Path(path)
+    return _read_config(path / CONFIG, _read_card(path / CARD))
+
+
+def add_reply_bank(path: str | Path, bank: ReplyBank) -> Path:
+    """Write `bank` into the bundle at `path` (replacing any it has) and record it in its
+    card.json; the rest of the bundle, a backward/ folder included, is left as it is."""
+    path = Path(path)
+    card = _read_card(path / CARD)
+    atomic_write_bytes(path / REPLIES, bank.to_bytes())
+    card.setdefault("files", {})[REPLIES] = _fingerprint(path / REPLIES)
+    atomic_write_text(path / CARD, json.dumps(card, indent=2) + "\n")
+    return path / REPLIES
 
 
 def _without_optimizer(model: Seq2Seq) -> Seq2Seq:
@@ -266,11 +293,20 @@ def _read_nidf(path: Path, vocab_size: int, card: dict[str, Any]) -> np.ndarray 
     return values.astype(np.float32)
 
 
+def _read_replies(path: Path, card: dict[str, Any]) -> ReplyBank | None:
+    """The bundle's reply bank: None when the bundle has none."""
+    if not path.is_file():
+        if REPLIES in card.get("files", {}):
+            raise BundleError(f"{path.parent}: incomplete bundle, missing {REPLIES}")
+        return None
+    return ReplyBank.load(path)
+
+
 def _verify_files(path: Path, card: dict[str, Any]) -> None:
     """Compare each file with the size and SHA-256 that card.json records (bundles written
     before checksums were recorded have none)."""
     recorded = card.get("files", {})
-    for name in (*CHECKSUMMED, NIDF):
+    for name in (*CHECKSUMMED, *OPTIONAL):
         expected = recorded.get(name)
         if expected is None or not (path / name).is_file():
             continue

@@ -354,6 +354,23 @@ def run_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bank(args: argparse.Namespace) -> int:
+    from chatbot.bundle import add_reply_bank, read_config
+    from chatbot.prepare import PreparedData
+    from chatbot.retrieval import build_bank
+
+    if read_config(args.model).data.direction != "forward":
+        raise ConfigError(
+            f"{args.model}: a backward model predicts messages, not replies; give the bank "
+            "to the forward bundle"
+        )
+    data = PreparedData.load(args.data)
+    bank = build_bank(data.examples("train"), data.examples("valid"))
+    path = add_reply_bank(args.model, bank)
+    print(f"Wrote {len(bank):,} (message, reply) pairs of {args.data} to {path}")
+    return 0
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     from chatbot.batch_report import describe_batches
 
@@ -530,6 +547,22 @@ def _add_average_command(commands: Any) -> None:
     avg.set_defaults(handler=run_average)
 
 
+def _add_bank_command(commands: Any) -> None:
+    bank = commands.add_parser(
+        "bank",
+        help="add a reply bank to a bundle (for decoding.reply_source)",
+        description="Write the (message, reply) pairs of a prepared directory's training split "
+        "into MODEL_DIR's reply bank, so its replies can be retrieved as candidates; "
+        "`chatbot train` writes one itself. Pairs sharing a distinctive text with the "
+        "validation split are left out, so evaluation on it stays meaningful.",
+    )
+    bank.add_argument("--model", required=True, metavar="MODEL_DIR", help="the bundle")
+    bank.add_argument(
+        "--data", required=True, metavar="DIR", help="the `chatbot prepare` output it learned"
+    )
+    bank.set_defaults(handler=run_bank)
+
+
 def _add_chat_command(commands: Any) -> None:
     chat = commands.add_parser(
         "chat",
@@ -632,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_prepare_command,
         _add_train_command,
         _add_average_command,
+        _add_bank_command,
         _add_chat_command,
         _add_evaluate_command,
         _add_bench_command,

@@ -348,6 +348,20 @@ class DecodingConfig(StrictModel):
         "from the bundle's backward model, to each candidate's length-normalized score (Li et "
         "al. 2016); needs several candidates and a backward/ folder; 0: off",
     )
+    reply_source: Literal["generate", "retrieve", "both"] = Field(
+        default="generate",
+        description="where candidates come from: generate (the strategy decodes them), "
+        "retrieve (the bundle's reply bank: training replies to the messages most like this "
+        "one, ranked by the model; generated only when none matches) or both, ranked together; "
+        "with retrieved replies every candidate is ranked by its length-normalized "
+        "log-likelihood (GNMT penalty) plus the MMI terms",
+    )
+    retrieved: int = Field(
+        default=50,
+        ge=1,
+        le=512,
+        description="replies the reply bank offers as candidates when reply_source retrieves",
+    )
     seed: int | None = Field(
         default=None,
         description="makes sampling reproducible; without it each reply draws a fresh seed",
@@ -376,6 +390,11 @@ class DecodingConfig(StrictModel):
             raise ValueError(f"n_best {self.n_best} exceeds n_samples {drawn}")
         if any(not text for text in self.stop):
             raise ValueError("stop: a stop sequence must not be empty")
+        if self.logprobs is not None and self.reply_source != "generate":
+            raise ValueError(
+                "logprobs: per-token log-probabilities come from the decoding loop, so they "
+                "need reply_source 'generate'"
+            )
         return self
 
 

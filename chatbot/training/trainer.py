@@ -30,6 +30,7 @@ from chatbot.decoding.specificity import nidf
 from chatbot.errors import ConfigError
 from chatbot.model.seq2seq import Seq2Seq
 from chatbot.prepare import PreparedData
+from chatbot.retrieval import ReplyBank, build_bank
 from chatbot.shards import Shard, target_frequencies, target_ids
 from chatbot.training.callbacks import Progress, StepCounter, TimeBudget
 from chatbot.training.checkpoints import RESUME_HINT, Checkpoints, RunState
@@ -247,7 +248,7 @@ class Trainer:
         token_nidf: np.ndarray,
     ) -> TrainReport:
         """Write the bundle from the best weights (the last ones if those are damaged), with
-        `token_nidf` for NIDF-weighted decoding."""
+        `token_nidf` for NIDF-weighted decoding and the reply bank."""
         history = state.history_list()
         best_record = min(history, key=lambda r: r.get("val_loss", math.inf), default={})
         if checkpoints.best.latest_checkpoint and not checkpoints.restore_best(model):
@@ -271,13 +272,26 @@ class Trainer:
             init_from=self.options.init_from,
         )
         try:
-            Bundle(self.config, self.data.tokenizer, model, history, card, token_nidf).save(
-                self.out_dir, overwrite=True
-            )
+            Bundle(
+                self.config,
+                self.data.tokenizer,
+                model,
+                history,
+                card,
+                token_nidf,
+                self._reply_bank(),
+            ).save(self.out_dir, overwrite=True)
         except DiskFullError as error:
             message = f"{error}; the run's checkpoints are intact: {RESUME_HINT} to write it"
             raise DiskFullError(error.errno, message, error.filename) from error
         return report
+
+    def _reply_bank(self) -> ReplyBank | None:
+        """The training split's reply bank, for a model that answers messages (a backward
+        model, trained to predict messages from replies, has no use for one)."""
+        if self.config.data.direction != "forward":
+            return None
+        return build_bank(self.data.examples("train"), self.data.examples("valid"))
 
 
 def train(
