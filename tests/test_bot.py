@@ -133,10 +133,11 @@ def test_mmi_bidi_prefers_the_reply_from_which_the_message_follows(bidi_bot):
     # The forward scores favour OTHER; the backward model knows that MESSAGE comes before
     # ANSWER and never before OTHER, so weight on it turns the choice around.
     decoded = _decoded(bidi_bot, [OTHER, ANSWER], [-1.0, -3.0])
-    plain = bidi_bot._rerank(decoded, bidi_bot.settings(), [MESSAGE])[0]
+    pools = [bidi_bot._generated(decoded, 0, bidi_bot.settings(), normalize=False)]
+    plain = bidi_bot._rerank(pools, bidi_bot.settings(), [MESSAGE])[0]
     assert [candidate.text for _, candidate in plain] == [OTHER, ANSWER]
     settings = bidi_bot.settings(mmi_backward=2.0)
-    bidi = bidi_bot._rerank(decoded, settings, [MESSAGE])[0]
+    bidi = bidi_bot._rerank(pools, settings, [MESSAGE])[0]
     assert [candidate.text for _, candidate in bidi] == [ANSWER, OTHER]
 
     backward = bidi_bot.backward
