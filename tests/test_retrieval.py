@@ -1,0 +1,75 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from chatbot.errors import BundleError
+from chatbot.examples import Example
+from chatbot.retrieval import ReplyBank, bank_pairs, build_bank, words
+
+TRAIN = [
+    Example(("hello there",), "hi, how are you?", "d1"),
+    Example(("how much is the red coat",), "it is forty dollars.", "d2"),
+    Example(("is the coat red or blue",), "the coat is red.", "d3"),
+    Example(("hello there",), "hi, how are you?", "d4"),  # a duplicate pair
+    Example(("say it twice",), "go go go go go go", "d5"),  # repeats a 3-gram
+    Example(("where is the station",), "the station is next to the old bank.", "d6"),
+]
+HELD_OUT = [Example(("where is the station",), "the station is next to the old bank.", "v1")]
+
+
+def reference_similarities(messages: list[str], query: str) -> np.ndarray:
+    """Brute-force TF-IDF cosine similarity (sublinear tf, idf = log(N / df))."""
+    vocabulary = sorted({w for m in messages for w in words(m)})
+    df = np.array([sum(w in words(m) for m in messages) for w in vocabulary], float)
+    idf = np.log(len(messages) / df)
+
+    def vector(text: str) -> np.ndarray:
+        counts = np.array([words(text).count(w) for w in vocabulary], float)
+        v = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0) * idf
+        return v / max(np.linalg.norm(v), 1e-12)
+
+    return np.array([vector(m) @ vector(query) for m in messages])
+
+
+def test_pairs_drop_duplicates_repeats_and_held_out_copies():
+    pairs = bank_pairs(TRAIN, HELD_OUT)
+    assert [p.reply for p in pairs] == [
+        "hi, how are you?",
+        "it is forty dollars.",
+        "the coat is red.",
+    ]
+
+
+def test_similarities_match_a_brute_force_tf_idf():
+    bank = build_bank(TRAIN)
+    messages = [p.message for p in bank.pairs]
+    for query in ["red coat", "hello hello", "the station", "nothing matches"]:
+        np.testing.assert_allclose(
+            bank.similarities(query), reference_similarities(messages, query), atol=1e-6
+        )
+
+
+def test_search_ranks_by_similarity_and_returns_distinct_replies():
+    bank = build_bank(TRAIN)
+    assert bank.search("red or blue?", 2) == ["the coat is red.", "it is forty dollars."]
+    assert bank.search("zzz", 5) == []
+
+
+def test_round_trip_is_byte_stable(tmp_path):
+    bank = build_bank(TRAIN)
+    path = tmp_path / "replies.jsonl.gz"
+    path.write_bytes(bank.to_bytes())
+    again = ReplyBank.load(path)
+    assert again.pairs == bank.pairs
+    assert again.to_bytes() == bank.to_bytes()
+
+
+def test_a_damaged_bank_names_the_file_and_line(tmp_path):
+    path = tmp_path / "replies.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"message": "a", "reply": "b"}\n{"message": "a"}\n'))
+    with pytest.raises(BundleError, match=r"replies.jsonl.gz:2: not a \{message, reply\}"):
+        ReplyBank.load(path)
+    path.write_bytes(b"not gzip")
+    with pytest.raises(BundleError, match="not a gzip-compressed"):
+        ReplyBank.load(path)
