@@ -173,6 +173,7 @@ def _refuse_unexportable(settings: DecodingConfig) -> None:
     problems = {  # the setting, its YAML value that turns it off, why it cannot be exported
         "stop": ("[]", "stop sequences cut the detokenized text, which its graph does not"),
         "logprobs": ("null", "its signature returns no per-token log-probabilities"),
+        "reply_source": ("generate", "its graph generates replies and holds no reply bank"),
     }
     for name, (off, why) in problems.items():
         if getattr(settings, name) != DecodingConfig.model_fields[name].default:
