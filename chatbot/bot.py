@@ -31,6 +31,7 @@ from chatbot.decoding.kernels import is_possible
 from chatbot.decoding.search import Decoded, FinishReason, SearchSpec, phrase_ids
 from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import BundleError, ConfigError, DataError
+from chatbot.evaluation.metrics import ngrams, repeats
 from chatbot.normalize import Normalizer
 from chatbot.stops import cut_offsets, stop_cut
 from chatbot.text_offsets import TextOffsets
@@ -97,14 +98,6 @@ class Reply:
     @property
     def offsets(self) -> tuple[int, ...]:
         return self.candidates[0].offsets
-
-
-def _ngrams(ids: Sequence[int], n: int) -> set[tuple[int, ...]]:
-    return {tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)}
-
-
-def _repeats(ids: Sequence[int], n: int) -> bool:
-    return len(_ngrams(ids, n)) < max(len(ids) - n + 1, 0)
 
 
 def _contains(ids: Sequence[int], phrase: Sequence[int]) -> bool:
@@ -368,12 +361,12 @@ class Chatbot:
             return False
         canonical = self.generator.canonical
         reply = [int(canonical[i]) for i in ids] if canonical is not None else list(ids)
-        if spec.no_repeat_ngram and _repeats(reply, spec.no_repeat_ngram):
+        if spec.no_repeat_ngram and repeats(reply, spec.no_repeat_ngram):
             return False
         if spec.block_context_ngram:
             n = spec.block_context_ngram
             context = [int(canonical[i]) for i in source] if canonical is not None else source
-            if _ngrams(reply, n) & _ngrams(context, n):
+            if set(ngrams(reply, n)) & set(ngrams(context, n)):
                 return False
         return not any(_contains(ids, phrase) for phrase in spec.banned)
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from sacrebleu.metrics import BLEU
 
@@ -118,10 +118,11 @@ def word_count(reference: str) -> int:
     return len(_WORD.findall(reference.lower())) + 1
 
 
-def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+def ngrams(items: Sequence[Hashable], n: int) -> list[tuple[Hashable, ...]]:
+    """The n-grams of `items` (words, or token ids), in order."""
     if n < 1:
         raise ValueError(f"n-gram order must be at least 1, got {n}")
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return [tuple(items[i : i + n]) for i in range(len(items) - n + 1)]
 
 
 def distinct_n(replies: Sequence[str], n: int) -> float:
@@ -129,7 +130,7 @@ def distinct_n(replies: Sequence[str], n: int) -> float:
 
     N-grams do not cross reply boundaries. 0.0 when the replies hold no n-gram at all.
     """
-    grams = [gram for reply in replies for gram in _ngrams(tokens(reply), n)]
+    grams = [gram for reply in replies for gram in ngrams(tokens(reply), n)]
     if not grams:
         return 0.0
     return len(set(grams)) / len(grams)
@@ -137,7 +138,12 @@ def distinct_n(replies: Sequence[str], n: int) -> float:
 
 def repeats_ngram(reply: str, n: int = 3) -> bool:
     """Whether some word n-gram occurs twice or more within the reply (a repetition loop)."""
-    grams = _ngrams(tokens(reply), n)
+    return repeats(tokens(reply), n)
+
+
+def repeats(items: Sequence[Hashable], n: int) -> bool:
+    """Whether some n-gram of `items` (words, or token ids) occurs twice or more."""
+    grams = ngrams(items, n)
     return len(set(grams)) < len(grams)
 
 
