@@ -16,6 +16,8 @@ from chatbot.model.seq2seq import Seq2Seq
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 _IDS = tf.TensorSpec([None, None], tf.int32)
+# The most logits `Generator.score` computes at once: 2**26 float32 values, 256 MiB.
+SCORE_CHUNK_LOGITS = 2**26
 
 
 # Knobs a caller may leave out: their neutral values.
@@ -164,7 +166,18 @@ class Generator:
         return tf.reduce_sum(tf.where(target_ids != PAD_ID, picked, 0.0), axis=1)
 
     def score(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
-        """Teacher-forced log p(target | source) per row; targets end with EOS, PAD after."""
-        return self._scorer(
-            tf.constant(source_ids, tf.int32), tf.constant(target_ids, tf.int32)
-        ).numpy()
+        """Teacher-forced log p(target | source) per row; targets end with EOS, PAD after.
+        Rows are scored in chunks of at most SCORE_CHUNK_LOGITS logits, since the logits of
+        every target step are held at once (reranking scores thousands of rows)."""
+        vocab_size = int(self.model.vocab_size)
+        rows = max(1, SCORE_CHUNK_LOGITS // max(1, target_ids.shape[1] * vocab_size))
+        return np.concatenate(
+            [
+                self._scorer(
+                    tf.constant(source_ids[start : start + rows], tf.int32),
+                    tf.constant(target_ids[start : start + rows], tf.int32),
+                ).numpy()
+                for start in range(0, len(source_ids), rows)
+            ]
+            or [np.zeros(0, np.float32)]
+        )

@@ -86,6 +86,19 @@ def test_reported_log_prob_is_the_teacher_forced_log_likelihood(spec):
     np.testing.assert_allclose(decoded.log_probs, teacher_forced, atol=1e-4)
 
 
+def test_scoring_in_chunks_gives_the_scores_of_one_batch(monkeypatch):
+    import chatbot.decoding.generator as generator_module
+
+    generator = tiny_generator(1)
+    rng = np.random.default_rng(0)
+    sources = np.repeat(SOURCE, 5, axis=0)
+    targets = np.concatenate([rng.choice(REAL, (10, 3)), np.full((10, 1), EOS_ID)], axis=1)
+    whole = generator.score(sources, targets)
+    monkeypatch.setattr(generator_module, "SCORE_CHUNK_LOGITS", 3 * targets.shape[1] * VOCAB)
+    np.testing.assert_allclose(generator.score(sources, targets), whole, atol=1e-5)
+    assert generator.score(sources[:0], targets[:0]).shape == (0,)
+
+
 @pytest.mark.parametrize("min_length", [0, 1, 2])
 def test_a_beam_that_never_prunes_finds_the_brute_force_best(min_length):
     generator = tiny_generator(2)
