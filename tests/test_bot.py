@@ -5,8 +5,10 @@ from chatbot.bot import Chatbot
 from chatbot.bundle import Bundle
 from chatbot.corpora import Dialogue, Turn
 from chatbot.decoding.search import Decoded, FinishReason
+from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import BundleError, ConfigError, DataError
 from chatbot.examples import dialogue_examples, encode_examples
+from chatbot.retrieval import Pair, ReplyBank
 from chatbot.tokenizer import EOS_ID, pad_ids
 
 from .conftest import BACKWARD_ANSWER as ANSWER
@@ -226,3 +228,95 @@ def test_n_samples_grow_to_an_asked_n_best_unless_given(tiny_bundle):
     assert len(sampler.reply("Hello", n_best=5, seed=0).candidates) == 5
     with pytest.raises(ConfigError, match="n_best 5 exceeds n_samples 2"):
         sampler.settings(n_best=5, n_samples=2)
+
+
+BANK = ReplyBank(
+    [
+        Pair("What's your favorite food?", "I like pizza and pasta very much."),
+        Pair("What's your favorite color?", "The color is red."),
+        Pair("Do you like food?", "Sure, what time does it start?"),
+        Pair("Do you want to go to the movies tonight?", "It starts at eight o'clock."),
+    ]
+)
+# Plain likelihood ranking, so that the expected scores can be computed here.
+PLAIN = dict(mmi_lambda=0.0, mmi_backward=0.0, specificity=0.0, length_penalty=0.6)
+
+
+@pytest.fixture(scope="module")
+def bank_bot(tiny_bundle) -> Chatbot:
+    bundle = Bundle.load(tiny_bundle)
+    bundle.replies = BANK
+    return Chatbot(bundle)
+
+
+def _normalized(candidate, length_penalty: float = 0.6) -> float:
+    penalty = gnmt_penalty(np.array(candidate.tokens + 1), length_penalty).numpy()
+    return candidate.log_prob / float(penalty)
+
+
+def test_retrieved_replies_are_the_banks_ranked_by_their_normalized_likelihood(bank_bot):
+    message = "What is your favorite food?"
+    reply = bank_bot.reply(
+        message, reply_source="retrieve", strategy="beam", beam_width=8, n_best=8, **PLAIN
+    )
+    found = BANK.search(bank_bot.normalizer(message), 50)
+    assert sorted(c.text for c in reply.candidates) == sorted(found) and len(found) == 3
+    source = np.array([bank_bot.context_ids(message)])
+    for candidate in reply.candidates:
+        target = np.array([[*candidate.ids, EOS_ID]])
+        forced = bank_bot.generator.score(source, target)[0]
+        assert candidate.log_prob == pytest.approx(float(forced), abs=1e-4)
+        assert candidate.score == pytest.approx(_normalized(candidate), abs=1e-4)
+    scores = [c.score for c in reply.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+LONGEST = "I like pizza and pasta very much."
+
+
+@pytest.mark.parametrize(
+    ("rule", "left_out"),
+    [
+        ({"banned_phrases": ["pizza"]}, LONGEST),
+        ({"max_length": None}, LONGEST),  # one piece shorter than it
+        ({"block_context_ngram": 3}, "Sure, what time does it start?"),
+    ],
+)
+def test_retrieved_replies_obey_the_decoding_rules(bank_bot, rule, left_out):
+    message = "Do you like food? What time does it start?"
+    options = dict(reply_source="retrieve", strategy="beam", beam_width=8, n_best=8, **PLAIN)
+    if "max_length" in rule:
+        rule = {"max_length": len(bank_bot.tokenizer.encode([LONGEST])[0]) - 1}
+    free = [c.text for c in bank_bot.reply(message, **options).candidates]
+    ruled = [c.text for c in bank_bot.reply(message, **options, **rule).candidates]
+    assert left_out in free
+    assert ruled and set(ruled) <= set(free) - {left_out}  # still retrieved, less that one
+
+
+def test_retrieve_falls_back_to_generation_where_the_bank_has_no_match(bank_bot):
+    messages = ["Zebra xylophone quartz.", "What is your favorite color?"]
+    options = dict(strategy="greedy", **PLAIN)
+    retrieved = bank_bot.reply_batch(messages, reply_source="retrieve", **options)
+    generated = bank_bot.reply(messages[0], **options)
+    assert retrieved[0].text == generated.text
+    assert retrieved[1].text == "The color is red."
+
+
+def test_both_sources_compete_on_normalized_likelihood(bank_bot):
+    message = "What is your favorite food?"
+    options = dict(strategy="beam", beam_width=4, n_best=4, **PLAIN)
+    generated = bank_bot.reply(message, **options).candidates
+    retrieved = bank_bot.reply(message, reply_source="retrieve", **options).candidates
+    assert {c.text for c in retrieved} <= {pair.reply for pair in BANK.pairs}
+    both = bank_bot.reply(message, reply_source="both", **options).candidates
+    union = sorted([*generated, *retrieved], key=_normalized, reverse=True)
+    assert [c.text for c in both] == [c.text for c in union[:4]]
+    assert [c.score for c in both] == pytest.approx([_normalized(c) for c in union[:4]], abs=1e-4)
+
+
+def test_retrieval_needs_a_reply_bank(tiny_bundle, backward_bundle):
+    assert Bundle.load(backward_bundle).replies is None  # training writes none for it
+    bundle = Bundle.load(tiny_bundle)
+    bundle.replies = None
+    with pytest.raises(ConfigError, match=r"reply_source 'both' needs the bundle's replies"):
+        Chatbot(bundle).reply("Hello", reply_source="both")

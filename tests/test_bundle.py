@@ -4,10 +4,11 @@ import shutil
 import numpy as np
 import pytest
 
-from chatbot.bundle import Bundle
+from chatbot.bundle import Bundle, add_reply_bank
 from chatbot.config import Config, ModelConfig, TokenizerConfig
 from chatbot.errors import BundleError
 from chatbot.model.seq2seq import Seq2Seq
+from chatbot.retrieval import Pair, ReplyBank
 from chatbot.tokenizer import Tokenizer
 
 from .conftest import TINY_CORPUS
@@ -145,4 +146,42 @@ def test_a_changed_nidf_file_fails_its_checksum(nidf_bundle, tmp_path, tiny_toke
     path = copy_of(nidf_bundle, tmp_path)
     np.save(path / "nidf.npy", np.zeros(tiny_tokenizer.vocab_size, np.float32))
     with pytest.raises(BundleError, match=r"nidf\.npy: corrupt"):
+        Bundle.load(path)
+
+
+BANK = ReplyBank([Pair("hello there", "hi!"), Pair("how much is it", "forty dollars.")])
+
+
+@pytest.fixture(scope="module")
+def bank_bundle(bundle, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bank") / "model"
+    shutil.copytree(bundle, path)
+    (path / "backward").mkdir()  # stands for a backward model: adding a bank leaves it be
+    add_reply_bank(path, BANK)
+    return path
+
+
+def test_a_reply_bank_added_to_a_bundle_loads_and_is_checksummed(bank_bundle):
+    loaded = Bundle.load(bank_bundle)
+    assert loaded.replies.pairs == BANK.pairs
+    assert set(loaded.card["files"]["replies.jsonl.gz"]) == {"bytes", "sha256"}
+    assert (bank_bundle / "backward").is_dir()
+    assert Bundle.load(loaded.save(bank_bundle.parent / "again")).replies.pairs == BANK.pairs
+
+
+def test_a_bundle_without_a_reply_bank_loads_with_none(bundle):
+    assert Bundle.load(bundle).replies is None
+
+
+def test_a_missing_reply_bank_the_card_records_is_named(bank_bundle, tmp_path):
+    path = copy_of(bank_bundle, tmp_path)
+    (path / "replies.jsonl.gz").unlink()
+    with pytest.raises(BundleError, match=r"model: incomplete bundle, missing replies\.jsonl"):
+        Bundle.load(path)
+
+
+def test_a_changed_reply_bank_fails_its_checksum(bank_bundle, tmp_path):
+    path = copy_of(bank_bundle, tmp_path)
+    (path / "replies.jsonl.gz").write_bytes(ReplyBank([Pair("a", "b")]).to_bytes())
+    with pytest.raises(BundleError, match=r"replies\.jsonl\.gz: corrupt"):
         Bundle.load(path)

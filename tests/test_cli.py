@@ -18,7 +18,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("prepare", "inspect", "train", "chat", "evaluate", "bench", "serve"):
+    for command in ("prepare", "inspect", "train", "bank", "chat", "evaluate", "bench", "serve"):
         assert command in out
 
 
@@ -146,3 +146,32 @@ def test_chat_has_a_flag_for_every_decoding_setting():
         3,
     )
     assert args.top_k is None  # unset flags keep the bundle's defaults
+
+
+def test_bank_adds_the_prepared_training_replies_to_a_bundle(tiny_bundle, tmp_path, capsys):
+    import shutil
+
+    from chatbot.bundle import Bundle
+    from chatbot.prepare import PreparedData
+    from chatbot.retrieval import Pair, ReplyBank, bank_pairs
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bundle, model)
+    Bundle.load(model)  # the copy is whole
+    (model / "replies.jsonl.gz").write_bytes(ReplyBank([Pair("a", "b")]).to_bytes())
+    data = tiny_bundle.parent / "data"
+    assert main(["bank", "--model", str(model), "--data", str(data)]) == 0
+    prepared = PreparedData.load(data)
+    expected = bank_pairs(prepared.examples("train"), prepared.examples("valid"))
+    assert Bundle.load(model).replies.pairs == expected
+    out = capsys.readouterr().out
+    assert (
+        out
+        == f"Wrote {len(expected):,} (message, reply) pairs of {data} to {model}/replies.jsonl.gz\n"
+    )
+
+
+def test_bank_refuses_a_backward_model(backward_bundle, capsys):
+    data = backward_bundle.parent / "data"
+    assert main(["bank", "--model", str(backward_bundle), "--data", str(data)]) == 1
+    assert "a backward model predicts messages, not replies" in capsys.readouterr().err

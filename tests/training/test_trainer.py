@@ -243,3 +243,30 @@ def test_the_bundle_holds_each_pieces_nidf_over_the_training_replies(prepared, t
     expected = nidf(frequencies)
     np.testing.assert_array_equal(Bundle.load(tmp_path / "model").nidf, expected)
     assert 0 < expected.max() <= 1 and (expected == 0).any()
+
+
+def test_the_bundle_holds_the_training_replies_no_held_out_text_is_in(prepared, tmp_path):
+    train(load_config("configs/tiny.yaml", TINY), prepared, tmp_path / "model", quiet())
+    data = PreparedData.load(prepared)
+    held_out = {
+        text.lower()
+        for example in data.examples("valid")
+        for text in (*example.context, example.response)
+        if len(text.split()) >= 4
+    }
+
+    def repeats_a_trigram(text: str) -> bool:
+        words = text.lower().split()
+        trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        return len(set(trigrams)) < len(trigrams)
+
+    expected = {
+        (example.context[-1], example.response)
+        for example in data.examples("train")
+        if not repeats_a_trigram(example.response)
+        and example.context[-1].lower() not in held_out
+        and example.response.lower() not in held_out
+    }
+    bank = Bundle.load(tmp_path / "model").replies
+    assert {(pair.message, pair.reply) for pair in bank.pairs} == expected
+    assert len(bank.pairs) == len(expected) > 0
