@@ -326,7 +326,8 @@ class Chatbot:
     ) -> list[list[Candidate]]:
         """Per input, the reply bank's `retrieved` replies to messages like it that obey
         the decoding rules (lengths, n-gram blocking, banned phrases), each with its
-        teacher-forced log-probability and log-probability / GNMT length penalty as score."""
+        teacher-forced log-probability (under the specificity weight, as the loop scores its
+        own) and log-probability / GNMT length penalty as score."""
         bank, count = self.bundle.replies, settings.retrieved
         assert bank is not None  # settings() refuses retrieval without one
         found = [
@@ -341,7 +342,9 @@ class Chatbot:
         if not pairs:
             return [[] for _ in sources]
         log_probs = self.generator.score(
-            pad_ids([source for source, _ in pairs]), pad_ids([[*ids, EOS_ID] for _, ids in pairs])
+            pad_ids([source for source, _ in pairs]),
+            pad_ids([[*ids, EOS_ID] for _, ids in pairs]),
+            settings.specificity,
         )
         lengths = np.array([len(ids) for _, ids in pairs], np.int32)
         scores = log_probs / gnmt_penalty(lengths + 1, settings.length_penalty).numpy()

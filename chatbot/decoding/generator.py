@@ -87,7 +87,9 @@ class Generator:
         self._loops: dict[tuple[SearchSpec, bool], Any] = {}
         self._lite_loops: OrderedDict[SearchSpec, LiteLoop] = OrderedDict()
         self._scorer = tf.function(
-            self.log_prob_graph, input_signature=[_IDS, _IDS], reduce_retracing=True
+            self.log_prob_graph,
+            input_signature=[_IDS, _IDS, tf.TensorSpec([], tf.float32)],
+            reduce_retracing=True,
         )
 
     def _loop(self, spec: SearchSpec, xla: bool) -> Any:
@@ -155,20 +157,31 @@ class Generator:
         decoded = self._loop(spec, xla)(tf.constant(source_ids, tf.int32), knobs)
         return Decoded(*(None if v is None else v.numpy()[:rows] for v in decoded))
 
-    def log_prob_graph(self, source_ids: tf.Tensor, target_ids: tf.Tensor) -> tf.Tensor:
+    def log_prob_graph(
+        self, source_ids: tf.Tensor, target_ids: tf.Tensor, specificity: Any = None
+    ) -> tf.Tensor:
         """`score` as graph ops, for callers already inside a `tf.function` (the exporter)."""
         decoder_input = tf.concat(
             [tf.fill([tf.shape(target_ids)[0], 1], BOS_ID), target_ids[:, :-1]], axis=1
         )
         logits = self.model({"source_ids": source_ids, "decoder_input_ids": decoder_input})
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        logits = tf.cast(logits, tf.float32)
+        if specificity is not None and self.nidf is not None:
+            logits = logits + specificity * tf.constant(self.nidf)[None, None, :]
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
         picked = tf.gather(log_probs, target_ids, axis=2, batch_dims=2)
         return tf.reduce_sum(tf.where(target_ids != PAD_ID, picked, 0.0), axis=1)
 
-    def score(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
+    def score(
+        self, source_ids: np.ndarray, target_ids: np.ndarray, specificity: float = 0.0
+    ) -> np.ndarray:
         """Teacher-forced log p(target | source) per row; targets end with EOS, PAD after.
-        Rows are scored in chunks of at most SCORE_CHUNK_LOGITS logits, since the logits of
-        every target step are held at once (reranking scores thousands of rows)."""
+        With `specificity`, each step's logits first get specificity times each token's NIDF,
+        as the decoding loop weights them. Rows are scored in chunks of at most
+        SCORE_CHUNK_LOGITS logits, since the logits of every target step are held at once
+        (reranking scores thousands of rows)."""
+        if specificity and self.nidf is None:
+            raise ValueError("specificity weighting needs the NIDF of every token")
         vocab_size = int(self.model.vocab_size)
         rows = max(1, SCORE_CHUNK_LOGITS // max(1, target_ids.shape[1] * vocab_size))
         return np.concatenate(
@@ -176,6 +189,7 @@ class Generator:
                 self._scorer(
                     tf.constant(source_ids[start : start + rows], tf.int32),
                     tf.constant(target_ids[start : start + rows], tf.int32),
+                    tf.constant(specificity, tf.float32),
                 ).numpy()
                 for start in range(0, len(source_ids), rows)
             ]

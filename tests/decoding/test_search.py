@@ -86,6 +86,21 @@ def test_reported_log_prob_is_the_teacher_forced_log_likelihood(spec):
     np.testing.assert_allclose(decoded.log_probs, teacher_forced, atol=1e-4)
 
 
+def test_teacher_forcing_under_a_specificity_weight_scores_as_the_loop_does():
+    nidf = np.linspace(0.0, 1.0, VOCAB, dtype=np.float32)
+    generator = Generator(tiny_generator(1).model, nidf=nidf)
+    spec = SearchSpec(strategy="beam", width=3, weight_specificity=True)
+    decoded = generator.generate(SOURCE, spec, knobs(max_length=6, specificity=2.0))
+    flat = decoded.tokens.reshape(-1, decoded.tokens.shape[-1])
+    sources = np.repeat(SOURCE, spec.width, axis=0)
+    weighted = generator.score(sources, flat, specificity=2.0).reshape(decoded.log_probs.shape)
+    np.testing.assert_allclose(decoded.log_probs, weighted, atol=1e-4)
+    plain = generator.score(sources, flat).reshape(decoded.log_probs.shape)
+    assert np.abs(plain - weighted).min() > 1e-3
+    with pytest.raises(ValueError, match="needs the NIDF"):
+        tiny_generator(1).score(sources, flat, specificity=2.0)
+
+
 def test_scoring_in_chunks_gives_the_scores_of_one_batch(monkeypatch):
     import chatbot.decoding.generator as generator_module
 
