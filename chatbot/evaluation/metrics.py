@@ -44,8 +44,6 @@ import unicodedata
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
-from sacrebleu.metrics import BLEU
-
 GENERIC_PATTERNS: tuple[str, ...] = (
     r"i (?:don'?t|do not) know",
     r"i (?:don'?t|do not) know what you(?:'?re| are) talking about",
@@ -79,7 +77,6 @@ _GENERIC = re.compile(rf"{_PHRASE}(?:\W+{_PHRASE})*", re.IGNORECASE)
 # A word with its contraction or inner apostrophes ("don't", "rock'n'roll"), or a run of one
 # punctuation mark ("...", "!!").
 _TOKEN = re.compile(r"\w+(?:'\w+)*|([^\w\s])\1*")
-_BLEU = BLEU()
 # Word-level perplexity's words: runs of letters and digits, and each other visible character.
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_")
 
@@ -186,7 +183,11 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         )
     if not hypotheses:
         return 0.0
-    return _BLEU.corpus_score(list(hypotheses), [list(references)]).score
+    # Imported here: the serving image leaves sacreBLEU out, and serving imports this module
+    # (the reply bank filters replies by its n-gram helpers).
+    from sacrebleu.metrics import BLEU
+
+    return BLEU().corpus_score(list(hypotheses), [list(references)]).score
 
 
 def reply_metrics(
