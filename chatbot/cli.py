@@ -365,7 +365,7 @@ def run_bank(args: argparse.Namespace) -> int:
             "to the forward bundle"
         )
     data = PreparedData.load(args.data)
-    bank = build_bank(data.examples("train"), data.examples("valid"))
+    bank = build_bank(data.examples("train"), data.examples("valid"), args.max_reply_entropy)
     path = add_reply_bank(args.model, bank)
     print(f"Wrote {len(bank):,} (message, reply) pairs of {args.data} to {path}")
     return 0
@@ -559,6 +559,14 @@ def _add_bank_command(commands: Any) -> None:
     bank.add_argument("--model", required=True, metavar="MODEL_DIR", help="the bundle")
     bank.add_argument(
         "--data", required=True, metavar="DIR", help="the `chatbot prepare` output it learned"
+    )
+    bank.add_argument(
+        "--max-reply-entropy",
+        type=float,
+        metavar="BITS",
+        help="leave out the pairs whose reply follows so many different messages that its "
+        "entropy exceeds BITS (the most generic replies; 5 drops 'Thank you.', 'Yes.', 'Why "
+        "not?' and about 2.6%% of DailyDialog's pairs)",
     )
     bank.set_defaults(handler=run_bank)
 

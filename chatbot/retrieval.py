@@ -31,6 +31,7 @@ import numpy as np
 from chatbot.errors import BundleError
 from chatbot.evaluation.metrics import repeats_ngram
 from chatbot.examples import Example
+from chatbot.generic_filter import GenericFilter
 
 # A held-out text of at least this many words is distinctive enough that a bank pair holding
 # it is taken for a copy of the held-out dialogue; shorter ones ("Thank you.") are not.
@@ -174,6 +175,16 @@ def _pair(line: str, where: str) -> Pair:
     return pair
 
 
-def build_bank(train: Sequence[Example], held_out: Sequence[Example] = ()) -> ReplyBank:
-    """The bank of `train`'s pairs, as `bank_pairs` chooses them."""
+def build_bank(
+    train: Sequence[Example],
+    held_out: Sequence[Example] = (),
+    max_reply_entropy: float | None = None,
+) -> ReplyBank:
+    """The bank of `train`'s pairs, as `bank_pairs` chooses them; with `max_reply_entropy`,
+    without the pairs whose reply follows so many different messages that its entropy exceeds
+    that many bits (`chatbot.generic_filter`): the most generic replies, which a ranking
+    model would otherwise offer to many contexts ("Thank you.", "Why not?")."""
+    if max_reply_entropy is not None:
+        generic = GenericFilter.over(lambda: train, max_reply_entropy)
+        train = [example for example in train if generic.keep(example)]
     return ReplyBank(bank_pairs(train, held_out))

@@ -153,7 +153,7 @@ def test_bank_adds_the_prepared_training_replies_to_a_bundle(tiny_bundle, tmp_pa
 
     from chatbot.bundle import Bundle
     from chatbot.prepare import PreparedData
-    from chatbot.retrieval import Pair, ReplyBank, bank_pairs
+    from chatbot.retrieval import Pair, ReplyBank, bank_pairs, build_bank
 
     model = tmp_path / "model"
     shutil.copytree(tiny_bundle, model)
@@ -169,6 +169,10 @@ def test_bank_adds_the_prepared_training_replies_to_a_bundle(tiny_bundle, tmp_pa
         out
         == f"Wrote {len(expected):,} (message, reply) pairs of {data} to {model}/replies.jsonl.gz\n"
     )
+    flags = ["--max-reply-entropy", "0.5"]  # the filter itself: tests/test_retrieval.py
+    assert main(["bank", "--model", str(model), "--data", str(data), *flags]) == 0
+    filtered = build_bank(prepared.examples("train"), prepared.examples("valid"), 0.5)
+    assert Bundle.load(model).replies.pairs == filtered.pairs
 
 
 def test_bank_refuses_a_backward_model(backward_bundle, capsys):

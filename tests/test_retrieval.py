@@ -73,3 +73,11 @@ def test_a_damaged_bank_names_the_file_and_line(tmp_path):
     path.write_bytes(b"not gzip")
     with pytest.raises(BundleError, match="not a gzip-compressed"):
         ReplyBank.load(path)
+
+
+def test_a_bank_can_leave_out_replies_that_follow_many_messages():
+    generic = [Example((message,), "why not?", f"g{i}") for i, message in enumerate("abcd")]
+    train = [*TRAIN, *generic]  # "why not?" follows 4 messages: 2 bits
+    assert "why not?" in {p.reply for p in build_bank(train, max_reply_entropy=2.0).pairs}
+    kept = build_bank(train, max_reply_entropy=1.9).pairs
+    assert [p.reply for p in kept] == [p.reply for p in build_bank(TRAIN).pairs]
