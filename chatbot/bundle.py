@@ -131,13 +131,15 @@ def read_config(path: str | Path) -> Config:
     return _read_config(path / CONFIG, _read_card(path / CARD))
 
 
-def add_reply_bank(path: str | Path, bank: ReplyBank) -> Path:
+def add_reply_bank(path: str | Path, bank: ReplyBank, source: dict[str, Any] | None = None) -> Path:
     """Write `bank` into the bundle at `path` (replacing any it has) and record it in its
-    card.json; the rest of the bundle, a backward/ folder included, is left as it is."""
+    card.json, with what it was built from (`source`, under `reply_bank`); the rest of the
+    bundle, a backward/ folder included, is left as it is."""
     path = Path(path)
     card = _read_card(path / CARD)
     atomic_write_bytes(path / REPLIES, bank.to_bytes())
     card.setdefault("files", {})[REPLIES] = _fingerprint(path / REPLIES)
+    card["reply_bank"] = {"pairs": len(bank), **(source or {})}
     atomic_write_text(path / CARD, json.dumps(card, indent=2) + "\n")
     return path / REPLIES
 

@@ -366,7 +366,8 @@ def run_bank(args: argparse.Namespace) -> int:
         )
     data = PreparedData.load(args.data)
     bank = build_bank(data.examples("train"), data.examples("valid"), args.max_reply_entropy)
-    path = add_reply_bank(args.model, bank)
+    source = {"data": str(args.data), "max_reply_entropy": args.max_reply_entropy}
+    path = add_reply_bank(args.model, bank, source)
     print(f"Wrote {len(bank):,} (message, reply) pairs of {args.data} to {path}")
     return 0
 

@@ -172,7 +172,10 @@ def test_bank_adds_the_prepared_training_replies_to_a_bundle(tiny_bundle, tmp_pa
     flags = ["--max-reply-entropy", "0.5"]  # the filter itself: tests/test_retrieval.py
     assert main(["bank", "--model", str(model), "--data", str(data), *flags]) == 0
     filtered = build_bank(prepared.examples("train"), prepared.examples("valid"), 0.5)
-    assert Bundle.load(model).replies.pairs == filtered.pairs
+    loaded = Bundle.load(model)
+    assert loaded.replies.pairs == filtered.pairs
+    expected_card = {"pairs": len(filtered), "data": str(data), "max_reply_entropy": 0.5}
+    assert loaded.card["reply_bank"] == expected_card
 
 
 def test_bank_refuses_a_backward_model(backward_bundle, capsys):
