@@ -18,6 +18,8 @@ from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
 _IDS = tf.TensorSpec([None, None], tf.int32)
 # The most logits `Generator.score` computes at once: 2**26 float32 values, 256 MiB.
 SCORE_CHUNK_LOGITS = 2**26
+# `Generator.score` groups rows whose targets have as many tokens, in steps of this many.
+SCORE_LENGTH_STEP = 8
 
 
 # Knobs a caller may leave out: their neutral values.
@@ -175,23 +177,44 @@ class Generator:
     def score(
         self, source_ids: np.ndarray, target_ids: np.ndarray, specificity: float = 0.0
     ) -> np.ndarray:
-        """Teacher-forced log p(target | source) per row; targets end with EOS, PAD after.
-        With `specificity`, each step's logits first get specificity times each token's NIDF,
-        as the decoding loop weights them. Rows are scored in chunks of at most
-        SCORE_CHUNK_LOGITS logits, since the logits of every target step are held at once
-        (reranking scores thousands of rows)."""
+        """Teacher-forced log p(target | source) per row; sources and targets padded with PAD
+        at the end, targets ending with EOS. With `specificity`, each step's logits first get
+        specificity times each token's NIDF, as the decoding loop weights them.
+
+        The output layer's logits dominate the cost, and reranking scores hundreds of rows of
+        mixed lengths: rows are scored in groups of similar target length
+        (SCORE_LENGTH_STEP), each cut to its own longest row, and no group holds more than
+        SCORE_CHUNK_LOGITS logits at once."""
         if specificity and self.nidf is None:
             raise ValueError("specificity weighting needs the NIDF of every token")
-        vocab_size = int(self.model.vocab_size)
-        rows = max(1, SCORE_CHUNK_LOGITS // max(1, target_ids.shape[1] * vocab_size))
-        return np.concatenate(
-            [
-                self._scorer(
-                    tf.constant(source_ids[start : start + rows], tf.int32),
-                    tf.constant(target_ids[start : start + rows], tf.int32),
-                    tf.constant(specificity, tf.float32),
-                ).numpy()
-                for start in range(0, len(source_ids), rows)
-            ]
-            or [np.zeros(0, np.float32)]
-        )
+        target_lengths = (target_ids != PAD_ID).sum(axis=1)
+        source_lengths = (source_ids != PAD_ID).sum(axis=1)
+        order = np.argsort(target_lengths, kind="stable")
+        scores = np.zeros(len(target_ids), np.float32)
+        for group in _length_groups(target_lengths[order], int(self.model.vocab_size)):
+            rows = order[group]
+            width, source_width = target_lengths[rows].max(), source_lengths[rows].max()
+            scores[rows] = self._scorer(
+                tf.constant(source_ids[rows, : max(1, source_width)], tf.int32),
+                tf.constant(target_ids[rows, : max(1, width)], tf.int32),
+                tf.constant(specificity, tf.float32),
+            ).numpy()
+        return scores
+
+
+def _length_groups(lengths: np.ndarray, vocab_size: int) -> list[slice]:
+    """Runs of `lengths` (sorted) in the same SCORE_LENGTH_STEP bucket, each cut so that its
+    rows times its longest length times `vocab_size` stays within SCORE_CHUNK_LOGITS."""
+    groups, start = [], 0
+    while start < len(lengths):
+        bucket = -(-int(lengths[start]) // SCORE_LENGTH_STEP)
+        end = start + 1
+        while (
+            end < len(lengths)
+            and -(-int(lengths[end]) // SCORE_LENGTH_STEP) == bucket
+            and (end - start + 1) * int(lengths[end]) * vocab_size <= SCORE_CHUNK_LOGITS
+        ):
+            end += 1
+        groups.append(slice(start, end))
+        start = end
+    return groups

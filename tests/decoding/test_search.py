@@ -101,15 +101,21 @@ def test_teacher_forcing_under_a_specificity_weight_scores_as_the_loop_does():
         tiny_generator(1).score(sources, flat, specificity=2.0)
 
 
-def test_scoring_in_chunks_gives_the_scores_of_one_batch(monkeypatch):
+def test_scoring_by_length_groups_gives_the_scores_of_one_padded_batch(monkeypatch):
     import chatbot.decoding.generator as generator_module
 
     generator = tiny_generator(1)
     rng = np.random.default_rng(0)
-    sources = np.repeat(SOURCE, 5, axis=0)
-    targets = np.concatenate([rng.choice(REAL, (10, 3)), np.full((10, 1), EOS_ID)], axis=1)
-    whole = generator.score(sources, targets)
-    monkeypatch.setattr(generator_module, "SCORE_CHUNK_LOGITS", 3 * targets.shape[1] * VOCAB)
+    sources = np.repeat(SOURCE, 10, axis=0)
+    targets = np.full((20, 21), PAD_ID, np.int32)
+    for row, length in enumerate(rng.integers(0, 20, size=20)):
+        targets[row, :length] = rng.choice(REAL, length)
+        targets[row, length] = EOS_ID
+    whole = generator._scorer(
+        tf.constant(sources), tf.constant(targets), tf.constant(0.0)
+    ).numpy()  # every row padded to the longest, in one call
+    np.testing.assert_allclose(generator.score(sources, targets), whole, atol=1e-5)
+    monkeypatch.setattr(generator_module, "SCORE_CHUNK_LOGITS", 3 * 8 * VOCAB)
     np.testing.assert_allclose(generator.score(sources, targets), whole, atol=1e-5)
     assert generator.score(sources[:0], targets[:0]).shape == (0,)
 
