@@ -101,8 +101,13 @@ class Reply:
 
 
 def _contains(ids: Sequence[int], phrase: Sequence[int]) -> bool:
-    n = len(phrase)
-    return any(tuple(ids[i : i + n]) == tuple(phrase) for i in range(len(ids) - n + 1))
+    return tuple(phrase) in ngrams(ids, len(phrase))
+
+
+def _length_normalized(log_probs: np.ndarray, lengths: np.ndarray, alpha: float) -> np.ndarray:
+    """log-probability / GNMT length penalty, the end mark counted in the length, as beam
+    search ranks its hypotheses."""
+    return log_probs / gnmt_penalty(lengths + 1, alpha).numpy()
 
 
 def _phrase_variants(phrase: str) -> set[str]:
@@ -310,8 +315,8 @@ class Chatbot:
         (to rank them with retrieved replies), by log-probability / GNMT length penalty."""
         scores = decoded.scores[row]
         if normalize:
-            penalty = gnmt_penalty(decoded.lengths[row] + 1, settings.length_penalty).numpy()
-            scores = decoded.log_probs[row] / penalty
+            lengths = decoded.lengths[row]
+            scores = _length_normalized(decoded.log_probs[row], lengths, settings.length_penalty)
         return [
             (index, self._candidate(decoded, row, index, float(score)))
             for index, score in enumerate(scores)
@@ -347,7 +352,7 @@ class Chatbot:
             settings.specificity,
         )
         lengths = np.array([len(ids) for _, ids in pairs], np.int32)
-        scores = log_probs / gnmt_penalty(lengths + 1, settings.length_penalty).numpy()
+        scores = _length_normalized(log_probs, lengths, settings.length_penalty)
         candidates = iter(
             self._retrieved_candidate(ids, float(log_prob), float(score))
             for (_, ids), log_prob, score in zip(pairs, log_probs, scores, strict=True)
@@ -466,9 +471,9 @@ class Chatbot:
             empty = np.full((len(candidates), 1), EOS_ID, np.int32)
             scores = log_probs - settings.mmi_lambda * self.generator.score(empty, replies)
         if settings.mmi_backward:
-            if not settings.mmi_lambda:  # the length counts the end mark, as in the search
+            if not settings.mmi_lambda:
                 lengths = np.array([c.tokens for c in candidates], np.int32)
-                scores = log_probs / gnmt_penalty(lengths + 1, settings.length_penalty).numpy()
+                scores = _length_normalized(log_probs, lengths, settings.length_penalty)
             backward = self._backward_scores(candidates, messages)
             scores = scores + settings.mmi_backward * backward
         return scores
