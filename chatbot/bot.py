@@ -487,8 +487,10 @@ class Chatbot:
         assert backward is not None  # settings() refuses mmi_backward without one
         texts = [candidate.text for candidate in candidates]
         sources = [backward.context_ids(t) if backward.normalizer(t) else [EOS_ID] for t in texts]
-        encoded = backward.tokenizer.encode([backward.normalizer(m) for m in messages])
-        targets = [[*ids, EOS_ID] for ids in encoded]
+        distinct = list(dict.fromkeys(messages))  # each message answers many candidates
+        encoded = backward.tokenizer.encode([backward.normalizer(m) for m in distinct])
+        target_of = dict(zip(distinct, encoded, strict=True))
+        targets = [[*target_of[message], EOS_ID] for message in messages]
         log_probs = backward.generator.score(pad_ids(sources), pad_ids(targets))
         lengths = np.array([len(target) for target in targets], np.float32)
         return log_probs / lengths
