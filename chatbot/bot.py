@@ -62,6 +62,7 @@ class Candidate:
     offsets: tuple[int, ...] = ()  # per token, where its text ends in `text`
     finish_reason: FinishReason = FinishReason.EOS
     logprobs: tuple[TokenLogprob, ...] = ()  # per token, when `decoding.logprobs` is set
+    match: float = 0.0  # a retrieved reply's similarity to the conversation (ReplyBank.search)
 
     def cut(self, stops: Sequence[str]) -> Candidate:
         """This candidate cut before the first of `stops` in its text (finish reason STOP),
@@ -273,7 +274,8 @@ class Chatbot:
             spec = dataclasses.replace(spec, return_attention=True)
         pools: list[list[Ranked]] = [[] for _ in sources]
         if settings.reply_source != "generate":
-            found = self._retrieve(sources, messages, settings, spec)
+            previous = [history[-1] if history else "" for history in histories]
+            found = self._retrieve(sources, messages, previous, settings, spec)
             for pool, candidates in zip(pools, found, strict=True):
                 pool.extend((None, candidate) for candidate in candidates)
         only_retrieved = settings.reply_source == "retrieve"
@@ -326,38 +328,63 @@ class Chatbot:
         self,
         sources: Sequence[Sequence[int]],
         messages: Sequence[str],
+        previous: Sequence[str],
         settings: DecodingConfig,
         spec: SearchSpec,
     ) -> list[list[Candidate]]:
         """Per input, the reply bank's `retrieved` replies to messages like it that obey
         the decoding rules (lengths, n-gram blocking, banned phrases), each with its
         teacher-forced log-probability (under the specificity weight, as the loop scores its
-        own) and log-probability / GNMT length penalty as score."""
-        bank, count = self.bundle.replies, settings.retrieved
-        assert bank is not None  # settings() refuses retrieval without one
+        own), log-probability / GNMT length penalty as score and its message's similarity."""
         found = [
-            [
-                ids
-                for ids in self.tokenizer.encode(bank.search(self.normalizer(message), count))
-                if self._obeys_rules(ids, source, spec, settings)
-            ]
-            for message, source in zip(messages, sources, strict=True)
+            self._retrieved_matches(message, turn, source, spec, settings)
+            for message, turn, source in zip(messages, previous, sources, strict=True)
         ]
-        pairs = [(source, ids) for source, row in zip(sources, found, strict=True) for ids in row]
+        pairs = [
+            (source, match) for source, row in zip(sources, found, strict=True) for match in row
+        ]
         if not pairs:
             return [[] for _ in sources]
         log_probs = self.generator.score(
             pad_ids([source for source, _ in pairs]),
-            pad_ids([[*ids, EOS_ID] for _, ids in pairs]),
+            pad_ids([[*ids, EOS_ID] for _, (ids, _) in pairs]),
             settings.specificity,
         )
-        lengths = np.array([len(ids) for _, ids in pairs], np.int32)
+        lengths = np.array([len(ids) for _, (ids, _) in pairs], np.int32)
         scores = _length_normalized(log_probs, lengths, settings.length_penalty)
         candidates = iter(
-            self._retrieved_candidate(ids, float(log_prob), float(score))
-            for (_, ids), log_prob, score in zip(pairs, log_probs, scores, strict=True)
+            self._retrieved_candidate(ids, float(log_prob), float(score), similarity)
+            for (_, (ids, similarity)), log_prob, score in zip(
+                pairs, log_probs, scores, strict=True
+            )
         )
         return [[next(candidates) for _ in row] for row in found]
+
+    def _retrieved_matches(
+        self,
+        message: str,
+        previous: str,
+        source: Sequence[int],
+        spec: SearchSpec,
+        settings: DecodingConfig,
+    ) -> list[tuple[list[int], float]]:
+        """The reply bank's `retrieved` replies to messages like `message` (after turns like
+        `previous`, by `previous_weight`) that obey the decoding rules, as token ids, each
+        with its match."""
+        bank = self.bundle.replies
+        assert bank is not None  # settings() refuses retrieval without one
+        matches = bank.search(
+            self.normalizer(message),
+            settings.retrieved,
+            self.normalizer(previous) if previous else "",
+            settings.previous_weight,
+        )
+        encoded = self.tokenizer.encode([reply for reply, _ in matches])
+        return [
+            (ids, similarity)
+            for ids, (_, similarity) in zip(encoded, matches, strict=True)
+            if self._obeys_rules(ids, source, spec, settings)
+        ]
 
     def _obeys_rules(
         self, ids: Sequence[int], source: Sequence[int], spec: SearchSpec, settings: DecodingConfig
@@ -378,7 +405,9 @@ class Chatbot:
                 return False
         return not any(_contains(ids, phrase) for phrase in spec.banned)
 
-    def _retrieved_candidate(self, ids: Sequence[int], log_prob: float, score: float) -> Candidate:
+    def _retrieved_candidate(
+        self, ids: Sequence[int], log_prob: float, score: float, match: float
+    ) -> Candidate:
         text = " ".join(self.tokenizer.decode(ids).split())
         return Candidate(
             text=text,
@@ -387,6 +416,7 @@ class Chatbot:
             tokens=len(ids),
             ids=tuple(ids),
             offsets=self.text_offsets(ids, text),
+            match=match,
         )
 
     def _candidate(self, decoded: Decoded, row: int, index: int, score: float) -> Candidate:
@@ -461,7 +491,10 @@ class Chatbot:
         log p(message | reply) per message token under the backward model (MMI-bidi, Li et
         al. 2016): replies from which the message could be guessed are specific to it; the
         forward term is then length-normalized as beam search ranks (GNMT penalty with
-        `length_penalty`) for every strategy, so that short samples do not win by length."""
+        `length_penalty`) for every strategy, so that short samples do not win by length.
+        With `match_weight`, plus match_weight times each retrieved reply's match (its bank
+        message's similarity to the user's, and its previous turn's by `previous_weight`): a
+        reply to a message like the user's answers it."""
         scores = np.array([c.score for c in candidates], np.float32)
         if not candidates:
             return scores
@@ -476,6 +509,8 @@ class Chatbot:
                 scores = _length_normalized(log_probs, lengths, settings.length_penalty)
             backward = self._backward_scores(candidates, messages)
             scores = scores + settings.mmi_backward * backward
+        if settings.match_weight:
+            scores = scores + settings.match_weight * np.array([c.match for c in candidates])
         return scores
 
     def _backward_scores(

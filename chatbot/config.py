@@ -362,6 +362,24 @@ class DecodingConfig(StrictModel):
         le=512,
         description="replies the reply bank offers as candidates when reply_source retrieves",
     )
+    match_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="adds this times a retrieved reply's match (the TF-IDF cosine similarity, 0 "
+        "to 1, between the user's message and the bank message it answered, plus the previous "
+        "turns' by previous_weight) to its ranking score, so that replies to messages like the "
+        "user's win more often (generated replies match 0); 0: off",
+    )
+    previous_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="when retrieving, a bank pair's match is its message's TF-IDF similarity "
+        "to the user's message plus this times its previous turn's similarity to the turn "
+        "before the user's: replies to like messages in like scenes come first; 0: the "
+        "message alone",
+    )
     seed: int | None = Field(
         default=None,
         description="makes sampling reproducible; without it each reply draws a fresh seed",

@@ -5,15 +5,19 @@ often ungrammatical or generic, while it can still tell which of several human-w
 fits a context (hits@1 in `chatbot evaluate`). Retrieve-and-rerank systems use this (ParlAI's
 retrieval agents, Weston et al. 2018 "Retrieve and Refine"): the bank offers the replies whose
 training messages are most like the user's message, by TF-IDF cosine similarity over words,
-and the model ranks them with the generated candidates (`decoding.reply_source`).
+and the model ranks them with the generated candidates (`decoding.reply_source`), with a bonus
+for how well each one matched (`decoding.match_weight`). A pair's match can count the turn
+before its message too (`decoding.previous_weight`): a reply to a like message in a like
+scene.
 
 The bank leaves out replies that repeat a word 3-gram, and every pair that shares a
 distinctive text (`DISTINCTIVE_WORDS` words or more) with the held-out split: corpora such as
 DailyDialog hold the same dialogue more than once, and a bank that knew the held-out replies
 would make evaluation on them meaningless.
 
-Stored in a bundle as replies.jsonl.gz, one {"message", "reply"} object per line; the index is
-rebuilt when the bundle loads (well under a second for DailyDialog's 68,000 pairs).
+Stored in a bundle as replies.jsonl.gz, one {"message", "reply", "previous"} object per line
+("previous" left out where empty, and in banks written before it existed); the indexes are
+rebuilt when the bundle loads (about a second for DailyDialog's 68,000 pairs).
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ def _key(text: str) -> str:
 class Pair:
     message: str  # the context's last turn
     reply: str
+    previous: str = ""  # the turn before `message`; empty where the dialogue starts with it
 
 
 def bank_pairs(train: Iterable[Example], held_out: Iterable[Example] = ()) -> list[Pair]:
-    """The (message, reply) pairs of `train`, each once, without replies that repeat a word
-    3-gram or pairs sharing a distinctive text with `held_out`'s turns and replies."""
+    """The (message, reply, previous turn) pairs of `train`, each once, without replies that
+    repeat a word 3-gram or pairs sharing a distinctive text with `held_out`'s turns and
+    replies."""
     seen = {
         key
         for example in held_out
@@ -65,7 +71,8 @@ def bank_pairs(train: Iterable[Example], held_out: Iterable[Example] = ()) -> li
     }
     pairs: dict[Pair, None] = {}
     for example in train:
-        pair = Pair(example.context[-1], example.response)
+        previous = example.context[-2] if len(example.context) > 1 else ""
+        pair = Pair(example.context[-1], example.response, previous)
         if not words(pair.reply) or repeats_ngram(pair.reply, 3):
             continue
         if _key(pair.message) in seen or _key(pair.reply) in seen:
@@ -74,24 +81,16 @@ def bank_pairs(train: Iterable[Example], held_out: Iterable[Example] = ()) -> li
     return list(pairs)
 
 
-@dataclass
-class ReplyBank:
-    """Pairs and a TF-IDF index over their messages' words (sublinear term frequency, each
-    message's vector of unit length)."""
+class TfIdf:
+    """A TF-IDF index over texts' words (sublinear term frequency, each text's vector of unit
+    length), searched by cosine similarity through inverted postings."""
 
-    pairs: list[Pair]
-    _vocabulary: dict[str, int] = field(init=False, repr=False)
-    _idf: np.ndarray = field(init=False, repr=False)
-    _starts: np.ndarray = field(init=False, repr=False)  # word w's postings: starts[w]:[w+1]
-    _docs: np.ndarray = field(init=False, repr=False)
-    _weights: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, texts: Sequence[str]) -> None:
         vocabulary: dict[str, int] = {}
         rows, columns, counts = [], [], []
-        for row, pair in enumerate(self.pairs):
+        for row, text in enumerate(texts):
             tally: dict[int, int] = {}
-            for word in words(pair.message):
+            for word in words(text):
                 column = vocabulary.setdefault(word, len(vocabulary))
                 tally[column] = tally.get(column, 0) + 1
             rows.extend([row] * len(tally))
@@ -99,56 +98,82 @@ class ReplyBank:
             counts.extend(tally.values())
         row_of, column_of = np.array(rows, np.int64), np.array(columns, np.int64)
         frequency = np.bincount(column_of, minlength=len(vocabulary))
-        idf = np.log(max(len(self.pairs), 1) / np.maximum(frequency, 1)).astype(np.float32)
+        idf = np.log(max(len(texts), 1) / np.maximum(frequency, 1)).astype(np.float32)
         weights = (1.0 + np.log(np.array(counts, np.float32))) * idf[column_of]
-        norms = np.sqrt(np.bincount(row_of, weights * weights, minlength=len(self.pairs)))
+        norms = np.sqrt(np.bincount(row_of, weights * weights, minlength=len(texts)))
         weights = weights / np.maximum(norms[row_of], 1e-12)
         order = np.argsort(column_of, kind="stable")
+        self._size = len(texts)
         self._vocabulary = vocabulary
         self._idf = idf
         self._starts = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64)
-        self._docs = row_of[order].astype(np.int32)
+        self._docs = row_of[order].astype(np.int32)  # word w's postings: starts[w]:starts[w+1]
         self._weights = weights[order].astype(np.float32)
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def similarities(self, message: str) -> np.ndarray:
-        """float32 [pairs]: each pair's message's cosine similarity with `message`."""
+    def similarities(self, query: str) -> np.ndarray:
+        """float32 [texts]: each text's cosine similarity with `query`."""
         tally: dict[int, int] = {}
-        for word in words(message):
+        for word in words(query):
             if (column := self._vocabulary.get(word)) is not None:
                 tally[column] = tally.get(column, 0) + 1
-        scores = np.zeros(len(self.pairs), np.float32)
+        scores = np.zeros(self._size, np.float32)
         if not tally:
             return scores
         columns = np.array(list(tally))
-        query = (1.0 + np.log(np.array(list(tally.values()), np.float32))) * self._idf[columns]
-        query /= max(float(np.linalg.norm(query)), 1e-12)
-        for column, weight in zip(columns, query, strict=True):
+        weights = (1.0 + np.log(np.array(list(tally.values()), np.float32))) * self._idf[columns]
+        weights /= max(float(np.linalg.norm(weights)), 1e-12)
+        for column, weight in zip(columns, weights, strict=True):
             start, end = self._starts[column], self._starts[column + 1]
             scores[self._docs[start:end]] += weight * self._weights[start:end]
         return scores
 
-    def search(self, message: str, count: int) -> list[str]:
-        """Up to `count` different replies, those to the messages most like `message` first
-        (ties in pair order); none when no word of `message` is in any bank message."""
-        scores = self.similarities(message)
+
+@dataclass
+class ReplyBank:
+    """Pairs, with TF-IDF indexes over their messages and over their previous turns."""
+
+    pairs: list[Pair]
+    _messages: TfIdf = field(init=False, repr=False)
+    _previous: TfIdf = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._messages = TfIdf([pair.message for pair in self.pairs])
+        self._previous = TfIdf([pair.previous for pair in self.pairs])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def similarities(
+        self, message: str, previous: str = "", previous_weight: float = 0.0
+    ) -> np.ndarray:
+        """float32 [pairs]: each pair's message's cosine similarity with `message`, plus
+        `previous_weight` times its previous turn's with `previous` where the messages share
+        a word (a pair is only found by its message)."""
+        scores = self._messages.similarities(message)
+        if previous_weight and previous:
+            matched = scores > 0
+            scores[matched] += previous_weight * self._previous.similarities(previous)[matched]
+        return scores
+
+    def search(
+        self, message: str, count: int, previous: str = "", previous_weight: float = 0.0
+    ) -> list[tuple[str, float]]:
+        """Up to `count` different replies, best match first by `similarities` (ties in pair
+        order), each with its best pair's match; none when no word of `message` is in any
+        bank message."""
+        scores = self.similarities(message, previous, previous_weight)
         matched = np.flatnonzero(scores > 0)
         order = matched[np.lexsort((matched, -scores[matched]))]
-        replies: dict[str, None] = {}
+        replies: dict[str, float] = {}
         for row in order:
-            replies.setdefault(self.pairs[row].reply, None)
+            replies.setdefault(self.pairs[row].reply, float(scores[row]))
             if len(replies) == count:
                 break
-        return list(replies)
+        return list(replies.items())
 
     def to_bytes(self) -> bytes:
         """gzip-compressed JSON lines, byte for byte the same for the same pairs."""
-        lines = "".join(
-            json.dumps({"message": p.message, "reply": p.reply}, ensure_ascii=False) + "\n"
-            for p in self.pairs
-        )
+        lines = "".join(json.dumps(_record(pair), ensure_ascii=False) + "\n" for pair in self.pairs)
         buffer = io.BytesIO()
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
             handle.write(lines.encode("utf-8"))
@@ -164,14 +189,19 @@ class ReplyBank:
         return cls([_pair(line, f"{path}:{n}") for n, line in enumerate(text.splitlines(), 1)])
 
 
+def _record(pair: Pair) -> dict[str, str]:
+    record = {"message": pair.message, "reply": pair.reply}
+    return {**record, "previous": pair.previous} if pair.previous else record
+
+
 def _pair(line: str, where: str) -> Pair:
     try:
         record = json.loads(line)
-        pair = Pair(record["message"], record["reply"])
-    except (json.JSONDecodeError, TypeError, KeyError) as error:
+        pair = Pair(record["message"], record["reply"], record.get("previous", ""))
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
         raise BundleError(f"{where}: not a {{message, reply}} record ({error})") from None
-    if not (isinstance(pair.message, str) and isinstance(pair.reply, str)):
-        raise BundleError(f"{where}: message and reply must be strings")
+    if not all(isinstance(text, str) for text in (pair.message, pair.reply, pair.previous)):
+        raise BundleError(f"{where}: message, reply and previous must be strings")
     return pair
 
 

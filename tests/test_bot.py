@@ -259,8 +259,9 @@ def test_retrieved_replies_are_the_banks_ranked_by_their_normalized_likelihood(b
     reply = bank_bot.reply(
         message, reply_source="retrieve", strategy="beam", beam_width=8, n_best=8, **PLAIN
     )
-    found = BANK.search(bank_bot.normalizer(message), 50)
+    found = dict(BANK.search(bank_bot.normalizer(message), 50))
     assert sorted(c.text for c in reply.candidates) == sorted(found) and len(found) == 3
+    assert {c.text: c.match for c in reply.candidates} == pytest.approx(found)
     source = np.array([bank_bot.context_ids(message)])
     for candidate in reply.candidates:
         target = np.array([[*candidate.ids, EOS_ID]])
@@ -269,6 +270,41 @@ def test_retrieved_replies_are_the_banks_ranked_by_their_normalized_likelihood(b
         assert candidate.score == pytest.approx(_normalized(candidate), abs=1e-4)
     scores = [c.score for c in reply.candidates]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_match_weight_favours_the_reply_to_the_most_similar_message(bank_bot):
+    message = "Do you like food?"  # the bank's third message word for word
+    options = dict(reply_source="retrieve", strategy="beam", beam_width=8, n_best=8, **PLAIN)
+    plain = bank_bot.reply(message, **options).candidates
+    best_match = max(plain, key=lambda c: c.match)
+    assert best_match.text == "Sure, what time does it start?"
+    assert best_match.match == pytest.approx(1.0)
+    weight = 1.0 + max(c.score for c in plain) - best_match.score  # enough to win, just
+    matched = bank_bot.reply(message, **options, match_weight=weight).candidates
+    assert matched[0].text == best_match.text != plain[0].text
+    expected = {c.text: c.score + weight * c.match for c in plain}
+    assert {c.text: c.score for c in matched} == pytest.approx(expected, abs=1e-4)
+
+
+def test_previous_weight_matches_the_scene_before_the_message(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    bundle.replies = ReplyBank(
+        [
+            Pair("Will that be all?", "Yes, and the bill please.", "I'll have the fish soup."),
+            Pair("Will that be all?", "Yes, just the stamps.", "I need stamps for this letter."),
+            Pair("Hello there.", "Hi, how are you?"),  # so that the others' words have weight
+        ]
+    )
+    bot = Chatbot(bundle)
+    options = dict(reply_source="retrieve", match_weight=100.0, **PLAIN)
+    for scene, fitting in [
+        ("Some fish soup, please.", "Yes, and the bill please."),
+        ("Two stamps for a letter.", "Yes, just the stamps."),
+    ]:
+        reply = bot.reply("Will that be all?", [scene], previous_weight=1.0, **options)
+        assert reply.text == fitting
+    alone = bot.reply("Will that be all?", ["Two stamps for a letter."], **options)
+    assert alone.candidates[0].match == pytest.approx(1.0)  # the message's similarity alone
 
 
 LONGEST = "I like pizza and pasta very much."

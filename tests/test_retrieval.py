@@ -5,7 +5,7 @@ import pytest
 
 from chatbot.errors import BundleError
 from chatbot.examples import Example
-from chatbot.retrieval import ReplyBank, bank_pairs, build_bank, words
+from chatbot.retrieval import Pair, ReplyBank, bank_pairs, build_bank, words
 
 TRAIN = [
     Example(("hello there",), "hi, how are you?", "d1"),
@@ -52,17 +52,65 @@ def test_similarities_match_a_brute_force_tf_idf():
 
 def test_search_ranks_by_similarity_and_returns_distinct_replies():
     bank = build_bank(TRAIN)
-    assert bank.search("red or blue?", 2) == ["the coat is red.", "it is forty dollars."]
+    found = bank.search("red or blue?", 2)
+    assert [reply for reply, _ in found] == ["the coat is red.", "it is forty dollars."]
+    expected = reference_similarities([p.message for p in bank.pairs], "red or blue?")
+    np.testing.assert_allclose([similarity for _, similarity in found], expected[[2, 1]], atol=1e-6)
     assert bank.search("zzz", 5) == []
 
 
+# The same message in two scenes: which reply fits depends on the turn before it.
+SCENES = [
+    Example(
+        ("i would like the fish soup.", "will that be all?"), "yes, and the bill please.", "s1"
+    ),
+    Example(("i need stamps for this letter.", "will that be all?"), "yes, just the stamps.", "s2"),
+    Example(("will that be all for today?",), "that is all, thanks.", "s3"),
+]
+
+
+def test_pairs_keep_the_turn_before_the_message():
+    pairs = bank_pairs(SCENES)
+    assert [p.previous for p in pairs] == [
+        "i would like the fish soup.",
+        "i need stamps for this letter.",
+        "",
+    ]
+
+
+def test_the_previous_turn_reorders_pairs_with_like_messages():
+    bank = build_bank([*TRAIN, *SCENES])
+    message, previous = "will that be all?", "some stamps, please"
+    assert [reply for reply, _ in bank.search(message, 2)] == [
+        "yes, and the bill please.",  # ties in pair order
+        "yes, just the stamps.",
+    ]
+    found = bank.search(message, len(bank), previous, previous_weight=0.5)
+    expected = reference_similarities([p.message for p in bank.pairs], message)
+    expected += 0.5 * reference_similarities([p.previous for p in bank.pairs], previous)
+    matched = [(p.reply, e) for p, e in zip(bank.pairs, expected, strict=True) if e > 0]
+    assert [reply for reply, _ in found] == [
+        "yes, just the stamps.",
+        "yes, and the bill please.",
+        "that is all, thanks.",
+    ]
+    assert dict(found) == pytest.approx(dict(matched))
+    assert bank.search("soup", 3, previous, previous_weight=0.5) == []  # found by message only
+
+
 def test_round_trip_is_byte_stable(tmp_path):
-    bank = build_bank(TRAIN)
+    bank = build_bank([*TRAIN, *SCENES])
     path = tmp_path / "replies.jsonl.gz"
     path.write_bytes(bank.to_bytes())
     again = ReplyBank.load(path)
     assert again.pairs == bank.pairs
     assert again.to_bytes() == bank.to_bytes()
+
+
+def test_a_bank_written_without_previous_turns_still_loads(tmp_path):
+    path = tmp_path / "replies.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"message": "hi", "reply": "hello"}\n'))
+    assert ReplyBank.load(path).pairs == [Pair("hi", "hello", "")]
 
 
 def test_a_damaged_bank_names_the_file_and_line(tmp_path):
