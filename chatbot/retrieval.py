@@ -16,8 +16,9 @@ DailyDialog hold the same dialogue more than once, and a bank that knew the held
 would make evaluation on them meaningless.
 
 Stored in a bundle as replies.jsonl.gz, one {"message", "reply", "previous"} object per line
-("previous" left out where empty, and in banks written before it existed); the indexes are
-rebuilt when the bundle loads (about a second for DailyDialog's 68,000 pairs).
+("previous" left out where empty, and in banks written before it existed); the message index is
+rebuilt when the bundle loads (about a second for DailyDialog's 68,000 pairs), the previous
+turns' index when first searched.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +136,15 @@ class ReplyBank:
 
     pairs: list[Pair]
     _messages: TfIdf = field(init=False, repr=False)
-    _previous: TfIdf = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._messages = TfIdf([pair.message for pair in self.pairs])
-        self._previous = TfIdf([pair.previous for pair in self.pairs])
+
+    @cached_property
+    def _previous(self) -> TfIdf:
+        """The previous turns' index, built on first use: only `previous_weight` reads it,
+        and loading a bundle need not pay for it."""
+        return TfIdf([pair.previous for pair in self.pairs])
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -198,7 +204,7 @@ def _pair(line: str, where: str) -> Pair:
     try:
         record = json.loads(line)
         pair = Pair(record["message"], record["reply"], record.get("previous", ""))
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
+    except (json.JSONDecodeError, TypeError, KeyError) as error:
         raise BundleError(f"{where}: not a {{message, reply}} record ({error})") from None
     if not all(isinstance(text, str) for text in (pair.message, pair.reply, pair.previous)):
         raise BundleError(f"{where}: message, reply and previous must be strings")
