@@ -228,10 +228,14 @@ class TrainingConfig(StrictModel):
     clip_norm: float | None = Field(default=5.0, gt=0.0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Weight of a ranking loss (chatbot/training/losses.py) that scores each example's reply
-    # above `contrastive_negatives` replies of other examples in its batch: the model learns to
-    # tell which reply fits the context, which hits@1/K measures. 0: likelihood only.
+    # above `contrastive_negatives` replies of other examples in its batch and
+    # `contrastive_hard_negatives` replies to the most similar messages elsewhere in the
+    # training split (chatbot/training/negatives.py): the model learns to tell which reply
+    # fits the context, which hits@1/K measures and the reply bank's ranking needs.
+    # 0: likelihood only.
     contrastive_weight: float = Field(default=0.0, ge=0.0)
-    contrastive_negatives: int = Field(default=1, ge=1, le=16)
+    contrastive_negatives: int = Field(default=1, ge=0, le=16)
+    contrastive_hard_negatives: int = Field(default=0, ge=0, le=16)
     early_stopping_patience: int = Field(default=3, ge=0)
     checkpoint_every_steps: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=3, ge=1)
@@ -240,6 +244,17 @@ class TrainingConfig(StrictModel):
     bucket_width: int = Field(default=8, ge=1)
     scheduled_sampling: ScheduledSamplingConfig = ScheduledSamplingConfig()
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _ranking_has_negatives(self) -> TrainingConfig:
+        if self.contrastive_weight and not (
+            self.contrastive_negatives or self.contrastive_hard_negatives
+        ):
+            raise ValueError(
+                "contrastive_weight needs negatives: set contrastive_negatives or "
+                "contrastive_hard_negatives to at least 1"
+            )
+        return self
 
 
 class DecodingConfig(StrictModel):

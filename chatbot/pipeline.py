@@ -12,6 +12,9 @@ A batch is `(inputs, targets, weights)` as `keras.Model.fit` expects:
 - `targets`: int32 [batch, tgt_len], the response ids ended by EOS_ID; a response too long for
   `max_target_len` is cut and gets no EOS, so the model never learns to stop mid-sentence.
 - `weights`: float32 [batch, tgt_len], 1 on real target tokens and 0 on padding (the loss mask).
+- with hard negatives (`training.contrastive_hard_negatives`), also
+  `inputs["negative_decoder_input_ids"]` and `inputs["negative_targets"]`: int32
+  [batch, count, longest], each negative reply shifted and cut as a target is.
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ _FEATURES = {
     "source": tf.io.RaggedFeature(tf.int64),
     "target": tf.io.RaggedFeature(tf.int64),
 }
+_NEGATIVES = tf.io.RaggedFeature(
+    tf.int64,
+    value_key="negatives",
+    partitions=[tf.io.RaggedFeature.RowLengths("negative_lengths")],
+)
 
 
-def read_shards(paths: Sequence[Path], *, shuffle: bool, seed: int) -> tf.data.Dataset:
+def read_shards(
+    paths: Sequence[Path], *, shuffle: bool, seed: int, negatives: bool = False
+) -> tf.data.Dataset:
     """(source, target) int32 id vectors of every example in `paths`: the files in a seeded
     order (when `shuffle`), read a few at a time and interleaved record by record, so memory
-    does not grow with the data; the same seed gives the same order."""
+    does not grow with the data; the same seed gives the same order. With `negatives`, a third
+    element: the example's hard negatives (`chatbot.training.negatives`), int32 ragged
+    [count, None]."""
     files = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
     if shuffle:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
@@ -45,12 +57,22 @@ def read_shards(paths: Sequence[Path], *, shuffle: bool, seed: int) -> tf.data.D
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    parse = _parse_with_negatives if negatives else _parse
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     example = tf.io.parse_single_example(record, _FEATURES)
     return tf.cast(example["source"], tf.int32), tf.cast(example["target"], tf.int32)
+
+
+def _parse_with_negatives(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.RaggedTensor]:
+    example = tf.io.parse_single_example(record, {**_FEATURES, "negatives": _NEGATIVES})
+    return (
+        tf.cast(example["source"], tf.int32),
+        tf.cast(example["target"], tf.int32),
+        tf.cast(example["negatives"], tf.int32),
+    )
 
 
 def bucket_boundaries(max_len: int, width: int) -> list[int]:
@@ -92,6 +114,22 @@ def truncate_and_shift(
     return source, decoder_input, target
 
 
+def shift_negatives(negatives: tf.RaggedTensor, max_target_len: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(decoder inputs, targets), int32 [count, longest] padded with PAD_ID, of an example's
+    hard negatives: each one truncated and shifted as `truncate_and_shift` does a target."""
+    fits = negatives.row_lengths() < max_target_len
+    index = negatives.row_splits.dtype
+    ends = tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.reduce_sum(tf.cast(fits, tf.int32))], EOS_ID), tf.cast(fits, index)
+    )
+    targets = tf.concat([negatives[:, :max_target_len], ends], axis=1)
+    starts = tf.RaggedTensor.from_row_lengths(
+        tf.fill([targets.nrows()], BOS_ID), tf.ones([targets.nrows()], index)
+    )
+    decoder_inputs = tf.concat([starts, targets[:, :-1]], axis=1)
+    return decoder_inputs.to_tensor(PAD_ID), targets.to_tensor(PAD_ID)
+
+
 def make_dataset(
     examples: tf.data.Dataset,
     *,
@@ -103,22 +141,25 @@ def make_dataset(
     bucket_width: int = 8,
     shuffle_buffer: int = 100_000,
 ) -> tf.data.Dataset:
-    """Batches of `examples`, (source, target) id vectors such as `chatbot.shards.read_shards`
-    yields, as the module docstring describes; shuffled in a buffer of `shuffle_buffer`
-    examples, so memory does not grow with the data. Same seed, same batches, in order."""
+    """Batches of `examples`, (source, target) id vectors such as `read_shards` yields, as
+    the module docstring describes; shuffled in a buffer of `shuffle_buffer` examples, so
+    memory does not grow with the data. Same seed, same batches, in order. Examples read with
+    their hard negatives also give `inputs["negative_decoder_input_ids"]` and
+    `inputs["negative_targets"]`, int32 [batch, count, longest]."""
     dataset = examples
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(
-        lambda source, response: truncate_and_shift(
-            source, response, max_source_len, max_target_len
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+
+    def shift(source: tf.Tensor, response: tf.Tensor, *negatives: tf.RaggedTensor) -> tuple:
+        shifted = truncate_and_shift(source, response, max_source_len, max_target_len)
+        if negatives:
+            shifted += shift_negatives(negatives[0], max_target_len)
+        return shifted
+
+    dataset = dataset.map(shift, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     boundaries = bucket_boundaries(max(max_source_len, max_target_len), bucket_width)
     dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda source, decoder_input, target: tf.maximum(
+        element_length_func=lambda source, decoder_input, target, *negatives: tf.maximum(
             tf.shape(source)[0], tf.shape(target)[0]
         ),
         bucket_boundaries=boundaries,
@@ -132,7 +173,10 @@ def make_dataset(
 
 
 def _to_model_inputs(
-    source: tf.Tensor, decoder_input: tf.Tensor, target: tf.Tensor
+    source: tf.Tensor, decoder_input: tf.Tensor, target: tf.Tensor, *negatives: tf.Tensor
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
     weights = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
-    return {"source_ids": source, "decoder_input_ids": decoder_input}, target, weights
+    inputs = {"source_ids": source, "decoder_input_ids": decoder_input}
+    if negatives:
+        inputs["negative_decoder_input_ids"], inputs["negative_targets"] = negatives
+    return inputs, target, weights

@@ -85,6 +85,21 @@ def target_frequencies(shards: Iterable[Shard], vocab_size: int) -> np.ndarray:
     return frequencies
 
 
+def example_record(
+    source: Sequence[int],
+    target: Sequence[int],
+    negatives: Sequence[Sequence[int]] | None = None,
+) -> bytes:
+    """One framed TFRecord: an example's source and target ids and, for the ranking loss's
+    hard negatives (`chatbot.training.negatives`), other replies' ids, flattened with their
+    lengths ("negatives", "negative_lengths")."""
+    features = {"source": source, "target": target}
+    if negatives is not None:
+        features["negatives"] = [token for reply in negatives for token in reply]
+        features["negative_lengths"] = [len(reply) for reply in negatives]
+    return frame(example_bytes(features))
+
+
 class ShardWriter:
     """Writes one split's examples to `count` shard files in `directory`, dealt in turn."""
 
@@ -98,7 +113,7 @@ class ShardWriter:
     def write(self, source: Sequence[int], target: Sequence[int]) -> None:
         """Append one example: untruncated source ids and bare target ids."""
         index = self._written % len(self._files)
-        self._files[index].write(frame(example_bytes({"source": source, "target": target})))
+        self._files[index].write(example_record(source, target))
         self._lengths[index][len(source), len(target) + 1] += 1
         self._target_counts[index].update(set(target))
         self._written += 1

@@ -1,6 +1,6 @@
 import pytest
 
-from chatbot.config import DataConfig, ModelConfig, parse_config
+from chatbot.config import DataConfig, ModelConfig, TrainingConfig, parse_config
 from chatbot.errors import ConfigError
 
 
@@ -33,3 +33,11 @@ def test_attention_scale_needs_dot_or_general_scores():
         parse_config(ModelConfig, {"attention": "bahdanau", "attention_scale": True})
     assert parse_config(ModelConfig, {"attention_scale": True}).attention_scale
     assert parse_config(ModelConfig, {"attention": "none", "attention_scale": True})
+
+
+def test_a_ranking_loss_needs_negatives_of_some_kind():
+    with pytest.raises(ConfigError, match=r"contrastive_weight needs negatives"):
+        parse_config(TrainingConfig, {"contrastive_weight": 1.0, "contrastive_negatives": 0})
+    hard = {"contrastive_weight": 1.0, "contrastive_negatives": 0, "contrastive_hard_negatives": 2}
+    assert parse_config(TrainingConfig, hard).contrastive_hard_negatives == 2
+    assert parse_config(TrainingConfig, {"contrastive_negatives": 0}).contrastive_weight == 0

@@ -9,8 +9,11 @@ from chatbot.pipeline import (
     batches_per_epoch,
     bucket_boundaries,
     make_dataset,
+    read_shards,
+    shift_negatives,
     truncate_and_shift,
 )
+from chatbot.shards import example_record
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID
 
 
@@ -45,6 +48,45 @@ def test_too_long_target_is_cut_without_eos():
     _, decoder_input, target = truncate_and_shift(_ids(3), _ids(6, 50), 8, max_target_len=4)
     assert target.numpy().tolist() == [50, 51, 52, 53]
     assert decoder_input.numpy().tolist() == [BOS_ID, 50, 51, 52]
+
+
+def test_hard_negatives_are_cut_and_shifted_as_targets_are():
+    replies = [[50, 51], [60, 61, 62, 63, 64, 65], [70, 71, 72]]
+    negatives = tf.ragged.constant(replies, dtype=tf.int32)
+    decoder_inputs, targets = shift_negatives(negatives, max_target_len=4)
+    for reply, decoder_input, target in zip(replies, decoder_inputs, targets, strict=True):
+        _, expected_input, expected = truncate_and_shift(_ids(2), tf.constant(reply), 8, 4)
+        width = len(expected.numpy())
+        assert target.numpy().tolist() == expected.numpy().tolist() + [PAD_ID] * (4 - width)
+        assert decoder_input.numpy().tolist()[:width] == expected_input.numpy().tolist()
+        assert set(decoder_input.numpy().tolist()[width:]) <= {PAD_ID}
+    assert targets.shape == (3, 4)
+
+
+def test_batches_carry_each_examples_hard_negatives(tmp_path):
+    path = tmp_path / "train.tfrecord"
+    with path.open("wb") as file:
+        for i in range(12):  # a reply whose first id names its example, negatives too
+            file.write(example_record([i, 3], [100 + i] * (1 + i % 3), [[200 + i], [300 + i] * 5]))
+    examples = read_shards([path], shuffle=True, seed=1, negatives=True)
+    seen = 0
+    for inputs, targets, _ in _batches(
+        make_dataset(examples, batch_size=4, max_source_len=8, max_target_len=4, seed=1)
+    ):
+        rows = targets.shape[0]
+        assert inputs["negative_targets"].shape == (rows, 2, 4)
+        for row in range(rows):
+            i = int(targets[row, 0]) - 100
+            assert inputs["negative_targets"][row].tolist() == [
+                [200 + i, EOS_ID, PAD_ID, PAD_ID],
+                [300 + i] * 4,
+            ]
+            assert inputs["negative_decoder_input_ids"][row].tolist() == [
+                [BOS_ID, 200 + i, PAD_ID, PAD_ID],
+                [BOS_ID] + [300 + i] * 3,
+            ]
+            seen += 1
+    assert seen == 12
 
 
 def test_bucket_boundaries():

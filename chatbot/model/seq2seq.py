@@ -116,6 +116,7 @@ class Seq2Seq(keras.Model):
         self.label_smoothing = 0.0
         self.contrastive_weight = 0.0
         self.contrastive_negatives = 1
+        self.contrastive_hard_negatives = 0
         self.sampling_seed = keras.random.SeedGenerator(0, name="sampling_seed")
         self.loss_sum = keras.metrics.Mean(name="loss")
         self.nll_sum = keras.metrics.Mean(name="nll")
@@ -155,6 +156,7 @@ class Seq2Seq(keras.Model):
         self.label_smoothing = float(training.label_smoothing)
         self.contrastive_weight = float(training.contrastive_weight)
         self.contrastive_negatives = int(training.contrastive_negatives)
+        self.contrastive_hard_negatives = int(training.contrastive_hard_negatives)
 
     def start_unseen_pieces_low(self, seen_ids: np.ndarray, bias: float = UNSEEN_BIAS) -> None:
         """Start the logits of the pieces outside `seen_ids` (those no training target holds)
@@ -410,9 +412,11 @@ class Seq2Seq(keras.Model):
 
     def _ranking_loss(self, data: Any, encoded: Encoded, logits: Any, teacher_forcing: Any) -> Any:
         """`ranking_loss` of each example's reply against the replies of the next
-        `contrastive_negatives` examples in the batch (rows rolled by 1..K), each decoded from
-        the example's own encoded context. Bucketing by length makes them about as long as the
-        true reply; a negative with the same tokens as the true reply is no negative."""
+        `contrastive_negatives` examples in the batch (rows rolled by 1..K) and its
+        `contrastive_hard_negatives` mined ones (`inputs["negative_targets"]`), each decoded
+        from the example's own encoded context. Bucketing by length makes the rolled ones
+        about as long as the true reply; one with the same tokens as the true reply is no
+        negative (mining already leaves those out)."""
         inputs, targets, weights = data
         scores = [mean_token_log_likelihood(logits, targets, weights)]
         valid = [ops.ones_like(scores[0], dtype="bool")]
@@ -423,6 +427,13 @@ class Seq2Seq(keras.Model):
             other_weights = ops.roll(weights, shift, axis=0)
             scores.append(mean_token_log_likelihood(other_logits, other_targets, other_weights))
             valid.append(ops.any(ops.not_equal(other_targets, targets), axis=1))
+        for k in range(self.contrastive_hard_negatives):
+            hard_targets = inputs["negative_targets"][:, k]
+            hard_ids = inputs["negative_decoder_input_ids"][:, k]
+            hard_logits, _ = self._decode(hard_ids, encoded, teacher_forcing, True)
+            hard_weights = ops.cast(ops.not_equal(hard_targets, PAD_ID), "float32")
+            scores.append(mean_token_log_likelihood(hard_logits, hard_targets, hard_weights))
+            valid.append(ops.any(ops.not_equal(hard_targets, PAD_ID), axis=1))
         return ranking_loss(ops.stack(scores, axis=1), ops.stack(valid, axis=1))
 
     def train_step(self, data: Any) -> dict[str, Any]:

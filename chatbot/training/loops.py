@@ -62,11 +62,18 @@ class Loops:
         return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
     def distributed(
-        self, shards: list[Shard], *, shuffle: bool, seed: int, skip: int = 0
+        self,
+        shards: list[Shard],
+        *,
+        shuffle: bool,
+        seed: int,
+        skip: int = 0,
+        negatives: bool = False,
     ) -> tuple[Any, int]:
         """(distributed dataset, global steps): every input pipeline (one a worker) reads its
         own shard files, every `pipelines`-th from its index, and yields the same number of
-        batches, so no replica waits for another forever."""
+        batches, so no replica waits for another forever. `negatives`: the shards hold mined
+        hard negatives, and the batches carry them."""
         pipelines = self.input_pipelines()
         if len(shards) < pipelines:
             raise DataError(
@@ -95,7 +102,9 @@ class Loops:
                 context.num_input_pipelines,
                 " ".join(shard.path.name for shard in mine),
             )
-            examples = read_shards([shard.path for shard in mine], shuffle=shuffle, seed=seed)
+            examples = read_shards(
+                [shard.path for shard in mine], shuffle=shuffle, seed=seed, negatives=negatives
+            )
             dataset = make_dataset(examples, shuffle=shuffle, seed=seed, **lengths)
             dataset = dataset.take(steps * replicas_per_pipeline)
             return dataset.skip(skip * replicas_per_pipeline)

@@ -35,6 +35,7 @@ from chatbot.shards import Shard, target_frequencies, target_ids
 from chatbot.training.callbacks import Progress, StepCounter, TimeBudget
 from chatbot.training.checkpoints import RESUME_HINT, Checkpoints, RunState
 from chatbot.training.loops import Loops, make_strategy
+from chatbot.training.negatives import mined_shards
 from chatbot.training.optimizer import FusedAdam
 from chatbot.training.reporting import Reporter, TrainReport, model_card
 from chatbot.training.schedules import learning_rate
@@ -96,6 +97,12 @@ class Trainer:
     @property
     def work_dir(self) -> Path:
         return self.workspace.work_dir
+
+    @property
+    def _mines_negatives(self) -> bool:
+        """Whether the ranking loss takes hard negatives, mined before the first epoch."""
+        training = self.config.training
+        return bool(training.contrastive_weight and training.contrastive_hard_negatives)
 
     def _precision(self) -> str:
         if self.options.precision != "auto":
@@ -159,6 +166,14 @@ class Trainer:
         train_shards, valid_shards = self.data.shards("train"), self.data.shards("valid")
         model, state = self._build(target_ids(train_shards))
         frequencies = target_frequencies(train_shards, self.data.tokenizer.vocab_size)
+        if self._mines_negatives:
+            train_shards = mined_shards(
+                train_shards,
+                self.data.tokenizer,
+                training.contrastive_hard_negatives,
+                self.work_dir / "negatives",
+                seed=training.seed,
+            )
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:
             checkpoints.restore_latest()
@@ -196,7 +211,11 @@ class Trainer:
         training = self.config.training
         epoch, position = int(state.epoch.numpy()), int(state.position.numpy())
         dataset, steps = self.loops.distributed(
-            shards, shuffle=True, seed=training.seed + epoch, skip=position
+            shards,
+            shuffle=True,
+            seed=training.seed + epoch,
+            skip=position,
+            negatives=self._mines_negatives,
         )
         progress = Progress(epoch, training.epochs, steps, position)
         saver = StepCounter(state.position, training.checkpoint_every_steps, checkpoints.save)

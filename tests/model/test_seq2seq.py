@@ -7,7 +7,7 @@ import pytest
 from chatbot.config import ModelConfig, TrainingConfig
 from chatbot.model.cells import CELL_TYPES
 from chatbot.model.seq2seq import Seq2Seq
-from chatbot.tokenizer import PAD_ID
+from chatbot.tokenizer import BOS_ID, PAD_ID
 
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 VOCAB = 23
@@ -216,4 +216,48 @@ def test_the_ranking_loss_scores_each_reply_against_the_next_rows_replies():
     own = [log_likelihood(row, row) * weights[row].sum() for row in range(3)]
     token_loss = -sum(own) / weights.sum()
     expected = token_loss + 0.5 * np.mean(ranking)
+    np.testing.assert_allclose(float(objective), expected, rtol=1e-4)
+
+
+def test_the_ranking_loss_scores_each_reply_against_its_mined_negatives_too():
+    model = build(tiny(attention="luong_general"))
+    training = TrainingConfig(
+        contrastive_weight=1.0, contrastive_negatives=0, contrastive_hard_negatives=2
+    )
+    model.configure_training(training)
+    inputs = batch(seed=5)
+    rng = np.random.default_rng(6)
+    targets = rng.integers(5, VOCAB, (3, 5)).astype("int32")
+    inputs["decoder_input_ids"] = np.concatenate(
+        [np.full((3, 1), BOS_ID, "int32"), targets[:, :-1]], axis=1
+    )
+    weights = np.ones((3, 5), "float32")
+    negative_targets = rng.integers(5, VOCAB, (3, 2, 4)).astype("int32")
+    negative_targets[:, :, 3] = [[3, 0], [3, 3], [0, 3]]  # EOS-ended, or one shorter
+    negative_targets[0, 1, 2:] = PAD_ID
+    negative_targets[2, 0, 2:] = PAD_ID
+    inputs["negative_targets"] = negative_targets
+    inputs["negative_decoder_input_ids"] = np.concatenate(
+        [np.full((3, 2, 1), BOS_ID, "int32"), negative_targets[:, :, :-1]], axis=2
+    ) * (negative_targets != PAD_ID)
+    objective, _ = model._batch_loss((inputs, targets, weights), training=True)
+
+    def log_likelihood(row: int, decoder_ids: np.ndarray, reply: np.ndarray) -> float:
+        logits = model(
+            {"source_ids": inputs["source_ids"][row : row + 1], "decoder_input_ids": decoder_ids}
+        )
+        log_probs = np.asarray(keras.ops.log_softmax(logits[0], axis=-1))
+        kept = reply != PAD_ID
+        return float(log_probs[np.arange(len(reply)), reply][kept].mean())
+
+    ranking, own = [], []
+    for row in range(3):
+        scores = [log_likelihood(row, inputs["decoder_input_ids"][row : row + 1], targets[row])]
+        own.append(scores[0] * 5)
+        for k in range(2):
+            decoder_ids = inputs["negative_decoder_input_ids"][row, k][None]
+            scores.append(log_likelihood(row, decoder_ids, negative_targets[row, k]))
+        scores = np.array(scores)
+        ranking.append(np.log(np.exp(scores).sum()) - scores[0])
+    expected = -sum(own) / weights.sum() + np.mean(ranking)
     np.testing.assert_allclose(float(objective), expected, rtol=1e-4)

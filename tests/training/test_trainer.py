@@ -86,6 +86,16 @@ def test_a_ranking_loss_is_trained_and_logged_beside_the_token_loss(prepared, tm
     assert "ranking_loss" not in Bundle.load(tmp_path / "plain").history[0]
 
 
+def test_hard_negatives_are_mined_into_the_work_dir_and_trained_on(prepared, tmp_path):
+    overrides = [*TINY, "training.contrastive_weight=1.0", "training.contrastive_negatives=0"]
+    overrides += ["training.contrastive_hard_negatives=2"]
+    train(load_config("configs/tiny.yaml", overrides), prepared, tmp_path / "m", quiet())
+    history = Bundle.load(tmp_path / "m").history
+    assert all(0 < r["ranking_loss"] < np.log(3) + 0.5 for r in history)
+    stamp = json.loads((tmp_path / "m.work" / "negatives" / "mined.json").read_text())
+    assert stamp["count"] == 2 and stamp["examples"] == 48
+
+
 def test_a_new_run_will_not_overwrite_an_earlier_one(prepared, tmp_path):
     config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
     train(config, prepared, tmp_path / "m", quiet())
