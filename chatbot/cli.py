@@ -312,6 +312,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         samples=args.samples,
         hits_k=args.hits_k,
         distractor_seed=args.distractor_seed,
+        distractors=args.hits_distractors,
         **_decoding(args),
     )
     if args.attention_plot:
@@ -611,6 +612,14 @@ def _add_evaluate_command(commands: Any) -> None:
     )
     ev.add_argument(
         "--distractor-seed", type=int, default=0, metavar="S", help="seed of hits@1 distractors"
+    )
+    ev.add_argument(
+        "--hits-distractors",
+        choices=("random", "similar"),
+        default="random",
+        help="hits@1 distractors: random replies from other dialogues (the default), or the "
+        "replies to the other dialogues' messages most like each example's, as the reply bank "
+        "retrieves them",
     )
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument("--attention-plot", metavar="OUT.png", help="heatmap of the first example")

@@ -42,6 +42,10 @@ from chatbot.generic_filter import GenericFilter
 # A held-out text of at least this many words is distinctive enough that a bank pair holding
 # it is taken for a copy of the held-out dialogue; shorter ones ("Thank you.") are not.
 DISTINCTIVE_WORDS = 4
+# Messages at least this similar (TF-IDF cosine) are near copies ("How are you?" and "How are
+# you doing?"): the reply to one likely fits the other, so neither is the other's negative
+# (training's hard negatives) or distractor (evaluation's hits@1 with similar distractors).
+NEAR_COPY = 0.9
 _WORD = re.compile(r"[^\W_]+")
 
 

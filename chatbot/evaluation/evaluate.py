@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from chatbot.bot import Chatbot
 from chatbot.errors import ConfigError, DataError
 from chatbot.evaluation.metrics import reply_metrics, word_count
-from chatbot.evaluation.ranking import draw_distractors, rank_replies
+from chatbot.evaluation.ranking import Distractors, choose_distractors, rank_replies
 from chatbot.examples import Example, read_examples
 from chatbot.prepare import PreparedData, Split
 from chatbot.tokenizer import EOS_ID, pad_ids
@@ -50,6 +50,7 @@ def evaluate(
     samples: int = 5,
     hits_k: int = 20,
     distractor_seed: int = 0,
+    distractors: Distractors = "random",
     **decoding: Any,
 ) -> dict[str, Any]:
     """Likelihood metrics of the references and metrics of the generated replies, as one
@@ -60,7 +61,9 @@ def evaluate(
     being the normalized response plus EOS, whole (training's val_perplexity cuts it at
     max_target_len); `word_perplexity` spreads the same total over `words` (see
     `metrics.word_count`), a figure that does not depend on the tokenizer. With `hits_k`
-    (0: off), the hits@1/K ranking of `chatbot.evaluation.ranking` over the same examples.
+    (0: off), the hits@1/K ranking of `chatbot.evaluation.ranking` over the same examples,
+    against `distractors`: random replies from other dialogues, or the replies to the most
+    similar messages.
     BLEU compares the replies with the same normalized references. `replies_per_second`
     counts generation time only, `seconds` the whole evaluation, and `samples` holds the
     first `samples` conversations.
@@ -84,7 +87,15 @@ def evaluate(
     if hits_k:
         dialogues = [example.source for example in examples]
         ranking = _ranking(
-            bot, dialogues, references, sources, targets, true_scores, hits_k, distractor_seed
+            bot,
+            sources,
+            targets,
+            true_scores,
+            draw=lambda: choose_distractors(
+                distractors, dialogues, messages, references, hits_k, distractor_seed
+            ),
+            k=hits_k,
+            distractors=distractors,
         )
     replies, generating = generate_replies(bot, messages, histories, batch_size, decoding)
     return {
@@ -144,23 +155,24 @@ def _check_options(batch_size: int, limit: int | None, samples: int, hits_k: int
 
 def _ranking(
     bot: Chatbot,
-    dialogues: Sequence[str],
-    references: Sequence[str],
     sources: Sequence[Sequence[int]],
     targets: Sequence[Sequence[int]],
     true_scores: np.ndarray,
+    *,
+    draw: Callable[[], np.ndarray],
     k: int,
-    seed: int,
+    distractors: Distractors,
 ) -> dict[str, Any]:
-    """Hits@1/K of the references (`chatbot.evaluation.ranking`), or why it was skipped."""
+    """Hits@1/K of the references (`chatbot.evaluation.ranking`) among the distractors
+    `draw` gives, or why it was skipped."""
     try:
-        distractors = draw_distractors(dialogues, references, k, seed)
+        drawn = draw()
     except DataError as error:  # too few dialogues: the other metrics still stand
-        return {"hits_k": k, "hits_skipped": str(error)}
+        return {"hits_k": k, "hits_distractors": distractors, "hits_skipped": str(error)}
     ranking = rank_replies(
-        lambda s, t: _score(bot, s, t), sources, targets, true_scores, distractors, [EOS_ID]
+        lambda s, t: _score(bot, s, t), sources, targets, true_scores, drawn, [EOS_ID]
     )
-    return ranking.as_dict()
+    return {**ranking.as_dict(), "hits_distractors": distractors}
 
 
 def _score(

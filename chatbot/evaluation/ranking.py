@@ -1,7 +1,10 @@
 """Does the model use its context? Hits@1/K ranks the true reply among distractors.
 
 For each example, K - 1 distractor replies are drawn (with a seed) from other dialogues of the
-same examples, never one that reads exactly like the true reply. All K are scored by
+same examples, never one that reads exactly like the true reply. Random ones are mostly about
+something else; `similar_distractors` takes instead the replies to the messages most like the
+example's own (TF-IDF cosine similarity, as the reply bank retrieves them, near copies left
+out), the harder choice a retrieving bot has to make. All K are scored by
 log p(reply | context); the example is a hit when the true reply scores strictly above every
 distractor (a tie is a miss). Two scores: the summed log-likelihood, which favours short
 replies, and the per-token one (the sum over the reply's tokens, end mark included).
@@ -15,15 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from chatbot.errors import DataError
+from chatbot.retrieval import NEAR_COPY, TfIdf
 
 Scorer = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], np.ndarray]
 """log p(target | source) summed over each target's tokens, one value per (source, target)."""
 
 MAX_DRAWS_PER_DISTRACTOR = 50
+Distractors = Literal["random", "similar"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,61 @@ def _distractors_for(
             f"example {i} has only {len(pool)}; evaluate more examples or lower K"
         )
     return [int(j) for j in rng.choice(pool, size=count, replace=False)]
+
+
+def similar_distractors(
+    dialogues: Sequence[str],
+    messages: Sequence[str],
+    replies: Sequence[str],
+    k: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """[examples, k - 1] indices of distractor replies: those of the other dialogues' messages
+    most similar to each example's message, at most `NEAR_COPY` similar, each reply text once
+    and never the true one's; random ones (as `draw_distractors`) where too few share a word.
+    Raises `DataError` when an example has too few to choose from."""
+    if k < 2:
+        raise DataError(f"hits@1/K needs K of at least 2, got {k}")
+    index = TfIdf(messages)
+    rng = np.random.default_rng(seed)
+    rows = np.empty((len(messages), k - 1), np.int64)
+    for i, message in enumerate(messages):
+        scores = index.similarities(message)
+        scores[scores > NEAR_COPY] = 0.0
+        texts = {replies[i]}
+        chosen: list[int] = []
+        for j in np.argsort(-scores, kind="stable"):
+            if len(chosen) == k - 1 or scores[j] <= 0.0:
+                break
+            if dialogues[j] != dialogues[i] and replies[j] not in texts:
+                texts.add(replies[j])
+                chosen.append(int(j))
+        if len(chosen) < k - 1:
+            eligible = [j for j in range(len(messages)) if replies[j] not in texts]
+            rest = [j for j in eligible if dialogues[j] != dialogues[i]]
+            if len(rest) < k - 1 - len(chosen):
+                raise DataError(
+                    f"hits@1/{k} needs {k - 1} distractor replies from other dialogues, but "
+                    f"example {i} has only {len(chosen) + len(rest)}; evaluate more examples "
+                    "or lower K"
+                )
+            chosen += [int(j) for j in rng.choice(rest, size=k - 1 - len(chosen), replace=False)]
+        rows[i] = chosen
+    return rows
+
+
+def choose_distractors(
+    kind: Distractors,
+    dialogues: Sequence[str],
+    messages: Sequence[str],
+    replies: Sequence[str],
+    k: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """`draw_distractors` (random) or `similar_distractors`, by `kind`."""
+    if kind == "similar":
+        return similar_distractors(dialogues, messages, replies, k, seed)
+    return draw_distractors(dialogues, replies, k, seed)
 
 
 def hits_at_1(true_scores: np.ndarray, distractor_scores: np.ndarray) -> float:

@@ -10,11 +10,12 @@ choices it meets at decoding time (as dense retrievers do with BM25 negatives: K
 2020, "Dense Passage Retrieval").
 
 A message almost identical to the example's own ("How are you?" twice) likely got a reply that
-would fit here too, so candidates above `max_similarity` are skipped; each example's negatives
-are drawn at random from the next `pool` most similar messages, and topped up with random
-replies where fewer qualify. The mined shards are written once into the run's work dir (each
-file atomically, so workers sharing the dir under `multi_worker` write the same bytes safely),
-next to a stamp that says what they were mined from, and reused by a resumed run.
+would fit here too, so candidates above `max_similarity` (`retrieval.NEAR_COPY`) are skipped;
+each example's negatives are drawn at random from the next `pool` most similar messages, and
+topped up with random replies where fewer qualify. The mined shards are written once into the
+run's work dir (each file atomically, so workers sharing the dir under `multi_worker` write the
+same bytes safely), next to a stamp that says what they were mined from, and reused by a
+resumed run.
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ import numpy as np
 
 from chatbot.atomic import atomic_write_bytes, atomic_write_text
 from chatbot.pipeline import read_shards
-from chatbot.retrieval import TfIdf
+from chatbot.retrieval import NEAR_COPY, TfIdf
 from chatbot.shards import Shard, example_record
 from chatbot.tokenizer import EOS_ID, SEP_ID, Tokenizer
 
 log = logging.getLogger(__name__)
 
 POOL = 20
-MAX_SIMILARITY = 0.9
 _STAMP = "mined.json"
 
 
@@ -55,7 +55,7 @@ def choose_negatives(
     *,
     seed: int,
     pool: int = POOL,
-    max_similarity: float = MAX_SIMILARITY,
+    max_similarity: float = NEAR_COPY,
 ) -> np.ndarray:
     """int64 [examples, count]: for each example, the indexes of `count` other examples whose
     replies serve as its negatives, drawn from the `pool` whose messages are most similar to
@@ -137,7 +137,7 @@ def mined_shards(
         "count": count,
         "seed": seed,
         "pool": POOL,
-        "max_similarity": MAX_SIMILARITY,
+        "max_similarity": NEAR_COPY,
     }
     mined = [directory / shard.path.name for shard in shards]
     stamp_path = directory / _STAMP

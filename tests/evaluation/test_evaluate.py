@@ -124,6 +124,13 @@ def test_hits_at_1_against_one_pair_at_a_time(bot, examples):
     assert results["hits_at_1_summed_blind"] == pytest.approx(hits["blind_summed"] / n)
 
 
+def test_hits_at_1_against_similar_distractors_names_them(bot, examples):
+    similar = evaluate(bot, examples, hits_k=3, distractors="similar", samples=0)
+    assert similar["hits_distractors"] == "similar"
+    assert evaluate(bot, examples, hits_k=3, samples=0)["hits_distractors"] == "random"
+    assert 0 <= similar["hits_at_1"] <= 1 and 0 <= similar["hits_at_1_blind"] <= 1
+
+
 def test_hits_at_1_is_skipped_with_its_reason_when_too_few_dialogues(bot, examples):
     results = evaluate(bot, examples, hits_k=20)
     assert results["hits_k"] == 20 and "hits_at_1" not in results

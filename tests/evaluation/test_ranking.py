@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from chatbot.errors import DataError
-from chatbot.evaluation.ranking import draw_distractors, hits_at_1, rank_replies
+from chatbot.evaluation.ranking import (
+    choose_distractors,
+    draw_distractors,
+    hits_at_1,
+    rank_replies,
+    similar_distractors,
+)
 
 
 def test_hits_at_1_counts_strict_wins_only():
@@ -32,6 +38,32 @@ def test_too_few_distractors_is_an_error_naming_the_example():
         draw_distractors(["a", "a", "b", "b"], replies, k=4)
     with pytest.raises(DataError, match="K of at least 2"):
         draw_distractors(dialogues, replies, k=1)
+
+
+def test_similar_distractors_answer_the_most_similar_messages_of_other_dialogues():
+    dialogues = ["d0", "d0", "d1", "d2", "d3", "d4", "d5"]
+    messages = [
+        "how do i submit an expense report",
+        "how do i submit an expense report",  # same dialogue: never a distractor
+        "how much was the expense report",
+        "the report is late",
+        "how do i submit an expense report",  # a near copy: its reply may fit too
+        "what a lovely garden",
+        "lovely garden party",
+    ]
+    replies = ["fill in the form", "a", "about 3,000 dollars", "talk to him", "b", "thanks", "c"]
+    rows = similar_distractors(dialogues, messages, replies, k=3)
+    assert rows.shape == (7, 2)
+    assert list(rows[0]) == [2, 3]  # most similar first
+    assert rows[5][0] == 6  # one message shares words; a random other fills the row
+    for i, row in enumerate(rows):
+        assert all(dialogues[j] != dialogues[i] and replies[j] != replies[i] for j in row)
+        assert len(set(row)) == 2
+    assert (choose_distractors("similar", dialogues, messages, replies, 3) == rows).all()
+    random_rows = choose_distractors("random", dialogues, messages, replies, 3, seed=1)
+    assert (random_rows == draw_distractors(dialogues, replies, 3, seed=1)).all()
+    with pytest.raises(DataError, match=r"hits@1/8 needs 7 distractor replies .* example 0"):
+        similar_distractors(dialogues, messages, replies, k=8)
 
 
 def test_rank_replies_hand_computed():
