@@ -349,9 +349,12 @@ def run_average(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overwrite=args.force,
         float16=args.float16,
+        blend=args.blend,
+        blend_weight=args.blend_weight,
     )
     names = ", ".join(averaged["checkpoints"])
-    print(f"Averaged {names} of {averaged['directory']} into {args.out}")
+    blended = f", blended {args.blend_weight:g} with {args.blend}," if args.blend else ""
+    print(f"Averaged {names} of {averaged['directory']}{blended} into {args.out}")
     return 0
 
 
@@ -545,6 +548,18 @@ def _add_average_command(commands: Any) -> None:
     avg.add_argument("--force", action="store_true", help="replace --out if it exists")
     avg.add_argument(
         "--float16", action="store_true", help="store the weights as float16 (half the size)"
+    )
+    avg.add_argument(
+        "--blend",
+        metavar="MODEL_DIR",
+        help="mix in this bundle's weights (same architecture), such as the run's --init-from",
+    )
+    avg.add_argument(
+        "--blend-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="the --blend bundle's share of each weight (0.5)",
     )
     avg.set_defaults(handler=run_average)
 

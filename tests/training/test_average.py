@@ -96,3 +96,19 @@ def test_float16_storage_halves_the_weights_and_loads_them_as_float32(run, tmp_p
         full_size - half_size >= 0.45 * weight_bytes
     )  # two bytes a weight saved, less h5 overhead
     assert Chatbot.load(tmp_path / "half").reply("red cat", max_length=4).text is not None
+
+
+def test_blending_mixes_in_another_bundles_weights(run, tmp_path, capsys):
+    average_checkpoints(run, 1, tmp_path / "last")
+    average_checkpoints(run, 3, tmp_path / "three")
+    out = ["--out", str(tmp_path / "mix")]
+    blend = ["--blend", str(tmp_path / "three"), "--blend-weight", "0.25"]
+    code = main(["average", "--model", str(run), "--last", "1", *out, *blend])
+    assert code == 0 and "blended 0.25 with" in capsys.readouterr().out
+    mixed = Bundle.load(tmp_path / "mix")
+    last, three = (Bundle.load(tmp_path / n).model.get_weights() for n in ("last", "three"))
+    for got, a, b in zip(mixed.model.get_weights(), last, three, strict=True):
+        np.testing.assert_allclose(got, 0.75 * a + 0.25 * b, rtol=1e-6, atol=1e-7)
+    assert mixed.card["averaged"]["blend"] == {"model": str(tmp_path / "three"), "weight": 0.25}
+    with pytest.raises(DataError, match="--blend-weight must be between 0 and 1"):
+        average_checkpoints(run, 1, tmp_path / "bad", blend=tmp_path / "three", blend_weight=2)
