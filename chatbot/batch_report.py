@@ -9,20 +9,12 @@ import numpy as np
 from chatbot.errors import DataError
 from chatbot.pipeline import make_dataset, read_shards
 from chatbot.prepare import PreparedData, Split
-from chatbot.tokenizer import SEP_ID, Tokenizer
+from chatbot.tokenizer import Tokenizer, split_context
 
 
 def _turns(ids: np.ndarray, tokenizer: Tokenizer) -> list[str]:
-    """The context turns in a padded source row (split at SEP_ID)."""
-    turns, current = [], []
-    for token in ids.tolist():
-        if token == SEP_ID:
-            turns.append(tokenizer.decode(current))
-            current = []
-        else:
-            current.append(token)
-    turns.append(tokenizer.decode(current))
-    return turns
+    """The context turns in a padded source row."""
+    return [tokenizer.decode(turn) for turn in split_context(ids.tolist())]
 
 
 def describe_batches(

@@ -182,6 +182,18 @@ def join_context(turn_ids: Sequence[Sequence[int]]) -> list[int]:
     return joined
 
 
+def split_context(ids: Sequence[int]) -> list[list[int]]:
+    """The turns' ids (oldest first) of a source `join_context` made, padded or not: its
+    inverse, without the end mark and padding."""
+    turns: list[list[int]] = [[]]
+    for token in ids:
+        if token == SEP_ID:
+            turns.append([])
+        elif token not in (EOS_ID, PAD_ID):
+            turns[-1].append(int(token))
+    return turns
+
+
 def pad_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
     """Rows of ids as one int32 matrix, right-padded with PAD_ID to the longest row."""
     width = max((len(row) for row in rows), default=0)

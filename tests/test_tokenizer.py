@@ -16,6 +16,7 @@ from chatbot.tokenizer import (
     UNK_ID,
     Tokenizer,
     join_context,
+    split_context,
     unmark_spaces,
 )
 
@@ -243,6 +244,14 @@ def test_a_small_char_or_word_vocabulary_keeps_the_commonest_and_spells_the_rest
 def test_join_context_puts_separators_between_turns_and_eos_last():
     assert join_context([[10, 11], [12], [13, 14]]) == [10, 11, SEP_ID, 12, SEP_ID, 13, 14, EOS_ID]
     assert join_context([[7]]) == [7, EOS_ID]
+
+
+def test_split_context_undoes_join_context_padded_or_not():
+    turns = [[10, 11], [12], [13, 14]]
+    assert split_context(join_context(turns)) == turns
+    assert split_context([*join_context(turns), PAD_ID, PAD_ID]) == turns
+    assert split_context([5, 6, EOS_ID]) == [[5, 6]]
+    assert split_context([5, 6, SEP_ID, 7, 8, EOS_ID])[-1] == [7, 8]  # the newest turn
 
 
 def test_canonical_ids_join_pieces_that_differ_only_in_case_or_word_start(tiny_tokenizer):

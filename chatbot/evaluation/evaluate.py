@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,14 @@ def evaluate(
         dialogues = [example.source for example in examples]
         ranking = _ranking(
             bot,
+            dialogues,
+            messages,
+            references,
             sources,
             targets,
             true_scores,
-            draw=lambda: choose_distractors(
-                distractors, dialogues, messages, references, hits_k, distractor_seed
-            ),
             k=hits_k,
+            seed=distractor_seed,
             distractors=distractors,
         )
     replies, generating = generate_replies(bot, messages, histories, batch_size, decoding)
@@ -155,18 +156,21 @@ def _check_options(batch_size: int, limit: int | None, samples: int, hits_k: int
 
 def _ranking(
     bot: Chatbot,
+    dialogues: Sequence[str],
+    messages: Sequence[str],
+    references: Sequence[str],
     sources: Sequence[Sequence[int]],
     targets: Sequence[Sequence[int]],
     true_scores: np.ndarray,
     *,
-    draw: Callable[[], np.ndarray],
     k: int,
+    seed: int,
     distractors: Distractors,
 ) -> dict[str, Any]:
-    """Hits@1/K of the references (`chatbot.evaluation.ranking`) among the distractors
-    `draw` gives, or why it was skipped."""
+    """Hits@1/K of the references (`chatbot.evaluation.ranking`) among `distractors` of the
+    kind asked, or why it was skipped."""
     try:
-        drawn = draw()
+        drawn = choose_distractors(distractors, dialogues, messages, references, k, seed)
     except DataError as error:  # too few dialogues: the other metrics still stand
         return {"hits_k": k, "hits_distractors": distractors, "hits_skipped": str(error)}
     ranking = rank_replies(

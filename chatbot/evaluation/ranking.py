@@ -83,11 +83,15 @@ def _distractors_for(
     # Rejection keeps failing only when few replies qualify: choose among all of them.
     pool = [j for j in range(len(dialogues)) if eligible(j)]
     if len(pool) < count:
-        raise DataError(
-            f"hits@1/{count + 1} needs {count} distractor replies from other dialogues, but "
-            f"example {i} has only {len(pool)}; evaluate more examples or lower K"
-        )
+        raise _too_few(count + 1, i, len(pool))
     return [int(j) for j in rng.choice(pool, size=count, replace=False)]
+
+
+def _too_few(k: int, example: int, available: int) -> DataError:
+    return DataError(
+        f"hits@1/{k} needs {k - 1} distractor replies from other dialogues, but example "
+        f"{example} has only {available}; evaluate more examples or lower K"
+    )
 
 
 def similar_distractors(
@@ -121,11 +125,7 @@ def similar_distractors(
             eligible = [j for j in range(len(messages)) if replies[j] not in texts]
             rest = [j for j in eligible if dialogues[j] != dialogues[i]]
             if len(rest) < k - 1 - len(chosen):
-                raise DataError(
-                    f"hits@1/{k} needs {k - 1} distractor replies from other dialogues, but "
-                    f"example {i} has only {len(chosen) + len(rest)}; evaluate more examples "
-                    "or lower K"
-                )
+                raise _too_few(k, i, len(chosen) + len(rest))
             chosen += [int(j) for j in rng.choice(rest, size=k - 1 - len(chosen), replace=False)]
         rows[i] = chosen
     return rows

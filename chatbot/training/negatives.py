@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +32,12 @@ from chatbot.atomic import atomic_write_bytes, atomic_write_text
 from chatbot.pipeline import read_shards
 from chatbot.retrieval import NEAR_COPY, TfIdf
 from chatbot.shards import Shard, example_record
-from chatbot.tokenizer import EOS_ID, SEP_ID, Tokenizer
+from chatbot.tokenizer import Tokenizer, split_context
 
 log = logging.getLogger(__name__)
 
 POOL = 20
 _STAMP = "mined.json"
-
-
-def last_turn(source: Sequence[int]) -> list[int]:
-    """The ids of a context's newest turn: after its last SEP_ID, without the EOS_ID."""
-    ids = list(source)
-    if ids and ids[-1] == EOS_ID:
-        ids.pop()
-    start = max((i + 1 for i, token in enumerate(ids) if token == SEP_ID), default=0)
-    return ids[start:]
 
 
 def choose_negatives(
@@ -67,11 +59,9 @@ def choose_negatives(
     rng = np.random.default_rng(seed)
     unique, message_of = np.unique(np.array(messages, dtype=object), return_inverse=True)
     index = TfIdf(list(unique))
-    by_message: list[np.ndarray] = [np.empty(0, np.int64)] * len(unique)
     order = np.argsort(message_of, kind="stable")
     bounds = np.searchsorted(message_of[order], np.arange(len(unique) + 1))
-    for m in range(len(unique)):
-        by_message[m] = order[bounds[m] : bounds[m + 1]]
+    by_message = [order[bounds[m] : bounds[m + 1]] for m in range(len(unique))]
     chosen = np.empty((size, count), np.int64)
     for m, text in enumerate(unique):
         similar = _similar_messages(index, str(text), m, pool, max_similarity)
@@ -142,13 +132,13 @@ def mined_shards(
     mined = [directory / shard.path.name for shard in shards]
     stamp_path = directory / _STAMP
     if stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
-        return [_moved(shard, path) for shard, path in zip(shards, mined, strict=True)]
+        return [replace(shard, path=path) for shard, path in zip(shards, mined, strict=True)]
     directory.mkdir(parents=True, exist_ok=True)
     stamp_path.unlink(missing_ok=True)
     per_shard = [_read(shard) for shard in shards]
     sources = [source for rows in per_shard for source, _ in rows]
     targets = [target for rows in per_shard for _, target in rows]
-    messages = [tokenizer.decode(last_turn(source)) for source in sources]
+    messages = [tokenizer.decode(split_context(source)[-1]) for source in sources]
     replies = [tokenizer.decode(target) for target in targets]
     log.info("mining %d hard negatives for each of %d examples", count, len(sources))
     chosen = choose_negatives(messages, replies, count, seed=seed)
@@ -161,13 +151,9 @@ def mined_shards(
         atomic_write_bytes(path, b"".join(records))
         start += len(rows)
     atomic_write_text(stamp_path, json.dumps(stamp, indent=2))
-    return [_moved(shard, path) for shard, path in zip(shards, mined, strict=True)]
+    return [replace(shard, path=path) for shard, path in zip(shards, mined, strict=True)]
 
 
 def _read(shard: Shard) -> list[tuple[list[int], list[int]]]:
     examples = read_shards([shard.path], shuffle=False, seed=0)
     return [(list(source), list(target)) for source, target in examples.as_numpy_iterator()]
-
-
-def _moved(shard: Shard, path: Path) -> Shard:
-    return Shard(path, shard.examples, shard.lengths, shard.target_counts)

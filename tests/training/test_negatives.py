@@ -6,8 +6,8 @@ import pytest
 from chatbot.pipeline import read_shards
 from chatbot.retrieval import TfIdf
 from chatbot.shards import ShardWriter
-from chatbot.tokenizer import EOS_ID, SEP_ID, join_context
-from chatbot.training.negatives import choose_negatives, last_turn, mined_shards
+from chatbot.tokenizer import join_context, split_context
+from chatbot.training.negatives import choose_negatives, mined_shards
 
 PAIRS = [
     ("How do I submit an expense report?", "Fill in the form and give it to Anna."),
@@ -21,11 +21,6 @@ PAIRS = [
 ]
 MESSAGES = [message for message, _ in PAIRS]
 REPLIES = [reply for _, reply in PAIRS]
-
-
-def test_the_last_turn_is_what_follows_the_last_separator():
-    assert last_turn([5, 6, SEP_ID, 7, 8, EOS_ID]) == [7, 8]
-    assert last_turn([5, 6, EOS_ID]) == [5, 6]
 
 
 def test_negatives_answer_the_most_similar_other_messages():
@@ -78,7 +73,7 @@ def test_mined_shards_hold_each_examples_negatives_and_are_reused(tmp_path, tiny
     assert len(rows) == len(PAIRS)
     for source, target, negatives in rows:
         reply = tiny_tokenizer.decode(target)
-        assert tiny_tokenizer.decode(last_turn(source)) in MESSAGES
+        assert tiny_tokenizer.decode(split_context(source)[-1]) in MESSAGES
         texts = [tiny_tokenizer.decode(n) for n in negatives]
         assert len(texts) == 2 and reply not in texts and set(texts) <= set(REPLIES)
 
