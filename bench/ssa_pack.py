@@ -12,6 +12,11 @@ bundle's own decoding section instead, and `model: DIR` answers with another bun
 systems.json (the settings used), and part-N.md / part-N.jsonl for raters; each rater gets
 one part and bench/ssa_rubric.md, and writes one {"id", "sensible", "specific"} line per
 reply. bench/ssa_score.py scores the ratings.
+
+With `--ranks N`, each system's N best candidates are rated, not only its reply: the system
+"NAME" is its reply and "NAME, rank K" its K-th candidate (K = 2..N), so that
+`bench/ssa_score.py --ranks` can tell how often a sensible reply was among them for the
+ranking to choose.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from chatbot.bot import Chatbot
 from chatbot.config import DecodingConfig, read_yaml
-from chatbot.evaluation.evaluate import generate_replies, load_examples
-from chatbot.evaluation.ssa import build_pack, choose_examples, write_pack
+from chatbot.errors import DataError
+from chatbot.evaluation.evaluate import load_examples
+from chatbot.evaluation.ssa import build_pack, choose_examples, ranked_name, write_pack
 from chatbot.examples import Example
 
 SYSTEM_KEYS = ("model", "defaults")
@@ -41,10 +47,34 @@ def system_settings(bot: Chatbot, spec: dict[str, Any]) -> DecodingConfig:
     return bot.settings(**{**DecodingConfig().model_dump(), **overrides})
 
 
-def system_replies(bot: Chatbot, settings: DecodingConfig, examples: list[Example]) -> list[str]:
+def system_replies(
+    bot: Chatbot, settings: DecodingConfig, examples: list[Example], ranks: int = 1
+) -> list[list[str]]:
+    """Per example, the system's `ranks` best candidates, best first (its reply alone when
+    `ranks` is 1)."""
     messages = [example.context[-1] for example in examples]
     histories = [example.context[:-1] for example in examples]
-    return generate_replies(bot, messages, histories, 32, settings.model_dump())[0]
+    settings = settings.model_copy(update={"n_best": max(settings.n_best, ranks)})
+    candidates = []
+    for start in range(0, len(examples), 32):
+        batch = slice(start, start + 32)
+        for reply in bot.reply_batch(messages[batch], histories[batch], settings=settings):
+            candidates.append([candidate.text for candidate in reply.candidates[:ranks]])
+    for example, found in zip(examples, candidates, strict=True):
+        if len(found) < ranks:
+            raise DataError(
+                f"only {len(found)} candidates for the example of dialogue {example.source}; "
+                "rate fewer --ranks"
+            )
+    return candidates
+
+
+def ranked_systems(name: str, candidates: list[list[str]]) -> dict[str, list[str]]:
+    """The systems to rate for `name`'s candidates: itself for the best, then one per rank."""
+    return {
+        ranked_name(name, rank + 1): [found[rank] for found in candidates]
+        for rank in range(len(candidates[0]))
+    }
 
 
 def main() -> None:
@@ -56,8 +86,11 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, default=100)
     parser.add_argument("--parts", type=int, default=1, help="rater packs to split into")
     parser.add_argument("--seed", type=int, default=0, help="contexts, ids and shuffle")
+    parser.add_argument("--ranks", type=int, default=1, help="rate each system's N best candidates")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
+    if args.ranks < 1:
+        parser.error(f"--ranks must be at least 1, got {args.ranks}")
 
     examples = load_examples(args.data, args.split)
     chosen = choose_examples(examples, args.contexts, args.seed)
@@ -71,7 +104,7 @@ def main() -> None:
             bots[path] = Chatbot.load(path)
         bot = bots[path]
         settings = system_settings(bot, spec)
-        replies[name] = system_replies(bot, settings, picked)
+        replies.update(ranked_systems(name, system_replies(bot, settings, picked, args.ranks)))
         used[name] = {"model": path, "decoding": settings.model_dump(mode="json")}
     items = build_pack(examples, chosen, replies, seed=args.seed)
     parts = write_pack(items, args.out, args.parts)

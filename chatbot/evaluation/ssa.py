@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from chatbot.normalize import QUOTES
 
 HUMAN = "human"
 SPEAKERS = ("A", "B")
+_RANKED = re.compile(r"^(?P<system>.*), rank (?P<rank>[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -232,3 +234,39 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
             f"| {row['specific']:.2f} | {row['ssa']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def ranked_name(system: str, rank: int) -> str:
+    """The pack's name for `system`'s `rank`-th best candidate (`bench/ssa_pack.py --ranks`):
+    the system's own name for the first, its reply."""
+    return system if rank == 1 else f"{system}, rank {rank}"
+
+
+def sensible_within(
+    key: Sequence[dict[str, Any]], ratings: Sequence[Rating]
+) -> dict[str, list[float]]:
+    """Per system rated by rank (`ranked_name`), for k = 1..N: the share of its contexts
+    where one of its first k candidates was rated sensible (by more than half of an item's
+    ratings): how often the ranking had a sensible reply to choose."""
+    votes: dict[str, list[bool]] = defaultdict(list)
+    for rating in ratings:
+        votes[rating.id].append(rating.sensible)
+    first: dict[str, dict[int, int | None]] = defaultdict(dict)  # the first sensible rank
+    ranks: dict[str, int] = defaultdict(int)
+    for record in key:
+        match = _RANKED.match(record["system"])
+        system, rank = (match["system"], int(match["rank"])) if match else (record["system"], 1)
+        ranks[system] = max(ranks[system], rank)
+        given = votes.get(record["id"], [])
+        found = first[system].setdefault(record["example"], None)
+        if sum(given) * 2 > len(given) and (found is None or rank < found):
+            first[system][record["example"]] = rank
+    return {
+        system: [
+            sum(rank is not None and rank <= k for rank in first[system].values())
+            / len(first[system])
+            for k in range(1, ranks[system] + 1)
+        ]
+        for system in ranks
+        if ranks[system] > 1
+    }

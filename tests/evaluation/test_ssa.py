@@ -11,8 +11,10 @@ from chatbot.evaluation.ssa import (
     display,
     markdown_table,
     parse_ratings,
+    ranked_name,
     read_jsonl,
     score,
+    sensible_within,
     speaker_turns,
     write_pack,
 )
@@ -126,3 +128,28 @@ def test_ratings_files_are_checked_line_by_line(tmp_path):
     path.write_text(json.dumps({"id": "a1", "sensible": 1, "specific": 0}) + "\n{oops\n")
     with pytest.raises(DataError, match=r"ratings\.jsonl:2: not JSON"):
         parse_ratings(path)
+
+
+def test_sensible_within_k_finds_each_contexts_first_sensible_candidate():
+    sensible = {  # example -> the ranks rated sensible
+        0: {1},
+        1: {3},
+        2: {2, 3},
+        3: set(),
+    }
+    key = [
+        {"id": f"{example}-{rank}", "system": ranked_name("beam", rank), "example": example}
+        for example in sensible
+        for rank in (1, 2, 3)
+    ]
+    key += [{"id": f"h{example}", "system": HUMAN, "example": example} for example in sensible]
+    ratings = [
+        Rating(record["id"], int(record["id"][-1]) in sensible[int(record["id"][0])], False)
+        for record in key[:-4]
+    ]
+    ratings.append(Rating("1-3", False, False))  # rated twice, split: not sensible by most
+    ratings += [Rating(f"h{example}", True, True) for example in sensible]
+    assert ranked_name("beam", 1) == "beam" and ranked_name("beam", 2) == "beam, rank 2"
+    within = sensible_within(key, ratings)
+    assert list(within) == ["beam"]  # the human references have one rank
+    assert within["beam"] == pytest.approx([1 / 4, 2 / 4, 2 / 4])
