@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from chatbot.bot import Chatbot
 from chatbot.config import DecodingConfig, read_yaml
 from chatbot.errors import DataError
-from chatbot.evaluation.evaluate import load_examples
+from chatbot.evaluation.evaluate import load_examples, replies_in_batches
 from chatbot.evaluation.ssa import build_pack, choose_examples, ranked_name, write_pack
 from chatbot.examples import Example
 
@@ -55,11 +55,10 @@ def system_replies(
     messages = [example.context[-1] for example in examples]
     histories = [example.context[:-1] for example in examples]
     settings = settings.model_copy(update={"n_best": max(settings.n_best, ranks)})
-    candidates = []
-    for start in range(0, len(examples), 32):
-        batch = slice(start, start + 32)
-        for reply in bot.reply_batch(messages[batch], histories[batch], settings=settings):
-            candidates.append([candidate.text for candidate in reply.candidates[:ranks]])
+    candidates = [
+        [candidate.text for candidate in reply.candidates[:ranks]]
+        for reply in replies_in_batches(bot, messages, histories, 32, settings=settings)
+    ]
     for example, found in zip(examples, candidates, strict=True):
         if len(found) < ranks:
             raise DataError(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.bot import Chatbot
+from chatbot.bot import Chatbot, Reply
 from chatbot.errors import ConfigError, DataError
 from chatbot.evaluation.metrics import reply_metrics, word_count
 from chatbot.evaluation.ranking import Distractors, choose_distractors, rank_replies
@@ -124,6 +124,24 @@ def _samples(
     ]
 
 
+def replies_in_batches(
+    bot: Chatbot,
+    messages: Sequence[str],
+    histories: Sequence[Sequence[str]],
+    batch_size: int,
+    **decoding: Any,
+) -> list[Reply]:
+    """The bot's replies to every conversation, decoded `batch_size` at a time, with
+    `decoding` passed to `Chatbot.reply_batch` (overrides, or `settings=`)."""
+    return [
+        reply
+        for start in range(0, len(messages), batch_size)
+        for reply in bot.reply_batch(
+            messages[start : start + batch_size], histories[start : start + batch_size], **decoding
+        )
+    ]
+
+
 def generate_replies(
     bot: Chatbot,
     messages: Sequence[str],
@@ -133,14 +151,8 @@ def generate_replies(
 ) -> tuple[list[str], float]:
     """The replies to every conversation, decoded `batch_size` at a time, and the seconds."""
     started = time.perf_counter()
-    replies = [
-        reply.text
-        for start in range(0, len(messages), batch_size)
-        for reply in bot.reply_batch(
-            messages[start : start + batch_size], histories[start : start + batch_size], **decoding
-        )
-    ]
-    return replies, time.perf_counter() - started
+    replies = replies_in_batches(bot, messages, histories, batch_size, **decoding)
+    return [reply.text for reply in replies], time.perf_counter() - started
 
 
 def _check_options(batch_size: int, limit: int | None, samples: int, hits_k: int) -> None:
