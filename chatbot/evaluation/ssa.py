@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chatbot.errors import DataError
 from chatbot.examples import Example
 from chatbot.normalize import QUOTES
@@ -242,31 +244,60 @@ def ranked_name(system: str, rank: int) -> str:
     return system if rank == 1 else f"{system}, rank {rank}"
 
 
+def sensible_by_rank(
+    key: Sequence[dict[str, Any]], ratings: Sequence[Rating]
+) -> dict[str, dict[int, dict[int, bool]]]:
+    """Per system rated by rank (`ranked_name`), per example, per rank: whether that candidate
+    was rated sensible (by more than half of its ratings; unrated counts as not)."""
+    votes: dict[str, list[bool]] = defaultdict(list)
+    for rating in ratings:
+        votes[rating.id].append(rating.sensible)
+    found: dict[str, dict[int, dict[int, bool]]] = defaultdict(lambda: defaultdict(dict))
+    for record in key:
+        match = _RANKED.match(record["system"])
+        system, rank = (match["system"], int(match["rank"])) if match else (record["system"], 1)
+        given = votes.get(record["id"], [])
+        found[system][record["example"]][rank] = sum(given) * 2 > len(given)
+    return {system: dict(examples) for system, examples in found.items()}
+
+
 def sensible_within(
     key: Sequence[dict[str, Any]], ratings: Sequence[Rating]
 ) -> dict[str, list[float]]:
     """Per system rated by rank (`ranked_name`), for k = 1..N: the share of its contexts
-    where one of its first k candidates was rated sensible (by more than half of an item's
-    ratings): how often the ranking had a sensible reply to choose."""
-    votes: dict[str, list[bool]] = defaultdict(list)
-    for rating in ratings:
-        votes[rating.id].append(rating.sensible)
-    first: dict[str, dict[int, int | None]] = defaultdict(dict)  # the first sensible rank
-    ranks: dict[str, int] = defaultdict(int)
-    for record in key:
-        match = _RANKED.match(record["system"])
-        system, rank = (match["system"], int(match["rank"])) if match else (record["system"], 1)
-        ranks[system] = max(ranks[system], rank)
-        given = votes.get(record["id"], [])
-        found = first[system].setdefault(record["example"], None)
-        if sum(given) * 2 > len(given) and (found is None or rank < found):
-            first[system][record["example"]] = rank
-    return {
-        system: [
-            sum(rank is not None and rank <= k for rank in first[system].values())
-            / len(first[system])
-            for k in range(1, ranks[system] + 1)
+    where one of its first k candidates was rated sensible (`sensible_by_rank`): how often
+    the ranking had a sensible reply to choose."""
+    shares = {}
+    for system, examples in sensible_by_rank(key, ratings).items():
+        ranks = max(rank for by_rank in examples.values() for rank in by_rank)
+        if ranks == 1:
+            continue
+        first = [
+            min((r for r, ok in by_rank.items() if ok), default=None)
+            for by_rank in examples.values()
         ]
-        for system in ranks
-        if ranks[system] > 1
-    }
+        shares[system] = [
+            sum(rank is not None and rank <= k for rank in first) / len(first)
+            for k in range(1, ranks + 1)
+        ]
+    return shares
+
+
+def within_context_auc(
+    values: Sequence[Sequence[float]], sensible: Sequence[Sequence[bool]]
+) -> float:
+    """How well `values` tell sensible candidates from the others of the same context: the
+    share of (sensible, not sensible) pairs within a context where the sensible one has the
+    higher value, ties counting half (0.5: no better than chance). Raises `DataError` when
+    no context holds both kinds."""
+    wins = pairs = 0.0
+    for row, labels in zip(values, sensible, strict=True):
+        good = np.array([v for v, ok in zip(row, labels, strict=True) if ok], np.float64)
+        bad = np.array([v for v, ok in zip(row, labels, strict=True) if not ok], np.float64)
+        wins += float(
+            (good[:, None] > bad[None, :]).sum() + 0.5 * (good[:, None] == bad[None, :]).sum()
+        )
+        pairs += len(good) * len(bad)
+    if not pairs:
+        raise DataError("no context has both a sensible and a not-sensible candidate")
+    return wins / pairs

@@ -14,8 +14,10 @@ from chatbot.evaluation.ssa import (
     ranked_name,
     read_jsonl,
     score,
+    sensible_by_rank,
     sensible_within,
     speaker_turns,
+    within_context_auc,
     write_pack,
 )
 from chatbot.examples import Example
@@ -153,3 +155,27 @@ def test_sensible_within_k_finds_each_contexts_first_sensible_candidate():
     within = sensible_within(key, ratings)
     assert list(within) == ["beam"]  # the human references have one rank
     assert within["beam"] == pytest.approx([1 / 4, 2 / 4, 2 / 4])
+    by_rank = sensible_by_rank(key, ratings)
+    assert by_rank["beam"][2] == {1: False, 2: True, 3: True}
+    assert by_rank["beam"][1] == {1: False, 2: False, 3: False}  # split ratings of 1-3
+    assert by_rank[HUMAN][0] == {1: True}
+
+
+def test_within_context_auc_counts_pairs_of_the_same_context_only():
+    values = [[3.0, 1.0, 2.0], [0.0, 5.0], [9.0, 9.0, 1.0], [4.0]]
+    sensible = [[True, False, True], [True, False], [True, False, False], [True]]
+    # brute force over every (sensible, not) pair of each context; ties count half
+    wins = pairs = 0.0
+    for row, labels in zip(values, sensible, strict=True):
+        for good in (v for v, ok in zip(row, labels, strict=True) if ok):
+            for bad in (v for v, ok in zip(row, labels, strict=True) if not ok):
+                pairs += 1
+                wins += 1.0 if good > bad else 0.5 if good == bad else 0.0
+    assert within_context_auc(values, sensible) == pytest.approx(wins / pairs)
+    assert within_context_auc(values, sensible) == pytest.approx((2 + 0 + 1.5) / 5)
+    assert within_context_auc([[1.0, 2.0]], [[False, True]]) == 1.0
+
+
+def test_within_context_auc_needs_a_context_with_both_kinds():
+    with pytest.raises(DataError, match="both a sensible and a not-sensible"):
+        within_context_auc([[1.0, 2.0], [3.0]], [[True, True], [False]])
