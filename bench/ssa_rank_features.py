@@ -28,14 +28,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from chatbot.bot import Candidate, Chatbot
+from chatbot.bot import Candidate, Chatbot, length_normalized
 from chatbot.config import DecodingConfig
-from chatbot.decoding.strategies import gnmt_penalty
 from chatbot.errors import DataError
 from chatbot.evaluation.evaluate import load_examples, replies_in_batches
 from chatbot.evaluation.ssa import (
     display,
     parse_ratings,
+    ranked_name,
     read_jsonl,
     sensible_by_rank,
     within_context_auc,
@@ -47,7 +47,7 @@ def ranking_terms(candidates: list[Candidate], settings: DecodingConfig) -> dict
     log_probs = np.array([c.log_prob for c in candidates])
     tokens = np.array([c.tokens for c in candidates])
     matches = np.array([c.match for c in candidates])
-    normalized = log_probs / gnmt_penalty(tokens + 1, settings.length_penalty).numpy()
+    normalized = length_normalized(log_probs, tokens, settings.length_penalty)
     terms = {
         "ranking score": np.array([c.score for c in candidates]),
         "log-likelihood": log_probs,
@@ -103,8 +103,7 @@ def main() -> None:
     for example, reply in zip(chosen, replies, strict=True):
         candidates = list(reply.candidates[:ranks])
         for rank, candidate in enumerate(candidates, start=1):
-            name = args.system if rank == 1 else f"{args.system}, rank {rank}"
-            if display(candidate.text) != texts[items[(example, name)]]:
+            if display(candidate.text) != texts[items[(example, ranked_name(args.system, rank))]]:
                 raise DataError(
                     f"example {example}, rank {rank}: the bundle now answers "
                     f"{candidate.text!r}, not the reply rated; wrong --model or --data?"

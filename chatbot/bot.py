@@ -105,7 +105,7 @@ def _contains(ids: Sequence[int], phrase: Sequence[int]) -> bool:
     return tuple(phrase) in ngrams(ids, len(phrase))
 
 
-def _length_normalized(log_probs: np.ndarray, lengths: np.ndarray, alpha: float) -> np.ndarray:
+def length_normalized(log_probs: np.ndarray, lengths: np.ndarray, alpha: float) -> np.ndarray:
     """log-probability / GNMT length penalty, the end mark counted in the length, as beam
     search ranks its hypotheses."""
     return log_probs / gnmt_penalty(lengths + 1, alpha).numpy()
@@ -318,7 +318,7 @@ class Chatbot:
         scores = decoded.scores[row]
         if normalize:
             lengths = decoded.lengths[row]
-            scores = _length_normalized(decoded.log_probs[row], lengths, settings.length_penalty)
+            scores = length_normalized(decoded.log_probs[row], lengths, settings.length_penalty)
         return [
             (index, self._candidate(decoded, row, index, float(score)))
             for index, score in enumerate(scores)
@@ -351,7 +351,7 @@ class Chatbot:
             settings.specificity,
         )
         lengths = np.array([len(ids) for _, (ids, _) in pairs], np.int32)
-        scores = _length_normalized(log_probs, lengths, settings.length_penalty)
+        scores = length_normalized(log_probs, lengths, settings.length_penalty)
         candidates = iter(
             self._retrieved_candidate(ids, float(log_prob), float(score), similarity)
             for (_, (ids, similarity)), log_prob, score in zip(
@@ -506,7 +506,7 @@ class Chatbot:
         if settings.mmi_backward:
             if not settings.mmi_lambda:
                 lengths = np.array([c.tokens for c in candidates], np.int32)
-                scores = _length_normalized(log_probs, lengths, settings.length_penalty)
+                scores = length_normalized(log_probs, lengths, settings.length_penalty)
             backward = self._backward_scores(candidates, messages)
             scores = scores + settings.mmi_backward * backward
         if settings.match_weight:
