@@ -507,13 +507,13 @@ class Chatbot:
             if not settings.mmi_lambda:
                 lengths = np.array([c.tokens for c in candidates], np.int32)
                 scores = length_normalized(log_probs, lengths, settings.length_penalty)
-            backward = self._backward_scores(candidates, messages)
+            backward = self.backward_scores(candidates, messages)
             scores = scores + settings.mmi_backward * backward
         if settings.match_weight:
             scores = scores + settings.match_weight * np.array([c.match for c in candidates])
         return scores
 
-    def _backward_scores(
+    def backward_scores(
         self, candidates: Sequence[Candidate], messages: Sequence[str]
     ) -> np.ndarray:
         """log p(message | candidate) per message token (end mark included) under the

@@ -236,6 +236,12 @@ class TrainingConfig(StrictModel):
     contrastive_weight: float = Field(default=0.0, ge=0.0)
     contrastive_negatives: int = Field(default=1, ge=0, le=16)
     contrastive_hard_negatives: int = Field(default=0, ge=0, le=16)
+    # Which side the negatives replace. "target": other replies to the example's context, the
+    # choice a forward model makes when it ranks replies. "source": the example's reply after
+    # other contexts (hard ones: the contexts of the replies most like its own), the choice a
+    # backward model p(message | reply) makes in MMI-bidi, where the message is fixed and the
+    # candidate replies are its sources.
+    contrastive_side: Literal["target", "source"] = "target"
     early_stopping_patience: int = Field(default=3, ge=0)
     checkpoint_every_steps: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=3, ge=1)

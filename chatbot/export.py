@@ -283,7 +283,7 @@ class ExportedChatbot(tf.Module):
         self, message: tf.Tensor, tokens: tf.Tensor, lengths: tf.Tensor
     ) -> tf.Tensor:
         """[batch, width] log p(message | candidate) per message token under the backward
-        model, built as `Chatbot._backward_scores` builds it: each candidate's text is the
+        model, built as `Chatbot.backward_scores` builds it: each candidate's text is the
         backward model's one-turn context, the message its target."""
         backward = self._bot.backward
         assert backward is not None

@@ -14,7 +14,9 @@ A batch is `(inputs, targets, weights)` as `keras.Model.fit` expects:
 - `weights`: float32 [batch, tgt_len], 1 on real target tokens and 0 on padding (the loss mask).
 - with hard negatives (`training.contrastive_hard_negatives`), also
   `inputs["negative_decoder_input_ids"]` and `inputs["negative_targets"]`: int32
-  [batch, count, longest], each negative reply shifted and cut as a target is.
+  [batch, count, longest], each negative reply shifted and cut as a target is; or, for
+  negatives on the source side (`training.contrastive_side`), `inputs["negative_source_ids"]`:
+  int32 [batch, count, longest], each negative context truncated from the left as a source is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tensorflow as tf
@@ -140,19 +143,23 @@ def make_dataset(
     seed: int = 0,
     bucket_width: int = 8,
     shuffle_buffer: int = 100_000,
+    negative_side: Literal["target", "source"] = "target",
 ) -> tf.data.Dataset:
     """Batches of `examples`, (source, target) id vectors such as `read_shards` yields, as
     the module docstring describes; shuffled in a buffer of `shuffle_buffer` examples, so
     memory does not grow with the data. Same seed, same batches, in order. Examples read with
     their hard negatives also give `inputs["negative_decoder_input_ids"]` and
-    `inputs["negative_targets"]`, int32 [batch, count, longest]."""
+    `inputs["negative_targets"]`, or with `negative_side="source"`
+    `inputs["negative_source_ids"]`, int32 [batch, count, longest]."""
     dataset = examples
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
     def shift(source: tf.Tensor, response: tf.Tensor, *negatives: tf.RaggedTensor) -> tuple:
         shifted = truncate_and_shift(source, response, max_source_len, max_target_len)
-        if negatives:
+        if negatives and negative_side == "source":
+            shifted += (negatives[0][:, -max_source_len:].to_tensor(PAD_ID),)
+        elif negatives:
             shifted += shift_negatives(negatives[0], max_target_len)
         return shifted
 
@@ -177,6 +184,8 @@ def _to_model_inputs(
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
     weights = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
     inputs = {"source_ids": source, "decoder_input_ids": decoder_input}
-    if negatives:
+    if len(negatives) == 1:
+        inputs["negative_source_ids"] = negatives[0]
+    elif negatives:
         inputs["negative_decoder_input_ids"], inputs["negative_targets"] = negatives
     return inputs, target, weights

@@ -89,6 +89,28 @@ def test_batches_carry_each_examples_hard_negatives(tmp_path):
     assert seen == 12
 
 
+def test_source_side_negatives_are_cut_from_the_left_as_sources_are(tmp_path):
+    path = tmp_path / "train.tfrecord"
+    with path.open("wb") as file:
+        for i in range(8):  # a reply whose first id names its example, negatives too
+            file.write(example_record([i, 3], [100 + i], [[200 + i], list(range(300, 310))]))
+    examples = read_shards([path], shuffle=True, seed=1, negatives=True)
+    dataset = make_dataset(
+        examples, batch_size=4, max_source_len=4, max_target_len=4, negative_side="source"
+    )
+    seen = 0
+    for inputs, targets, _ in _batches(dataset):
+        assert "negative_targets" not in inputs
+        for row in range(targets.shape[0]):
+            i = int(targets[row, 0]) - 100
+            assert inputs["negative_source_ids"][row].tolist() == [
+                [200 + i, PAD_ID, PAD_ID, PAD_ID],
+                [306, 307, 308, 309],
+            ]
+            seen += 1
+    assert seen == 8
+
+
 def test_bucket_boundaries():
     assert bucket_boundaries(32, 8) == [9, 17, 25]
     assert bucket_boundaries(10, 8) == [9]

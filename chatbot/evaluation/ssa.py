@@ -301,3 +301,13 @@ def within_context_auc(
     if not pairs:
         raise DataError("no context has both a sensible and a not-sensible candidate")
     return wins / pairs
+
+
+def top_pick_sensible(
+    values: Sequence[Sequence[float]], sensible: Sequence[Sequence[bool]]
+) -> float:
+    """The share of contexts whose candidate of the highest value (the first of equals, as a
+    stable ranking keeps them) was rated sensible: the sense that choosing by `values` among
+    the rated candidates alone gives."""
+    picks = [labels[int(np.argmax(row))] for row, labels in zip(values, sensible, strict=True)]
+    return float(np.mean(picks))

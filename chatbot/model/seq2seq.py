@@ -117,6 +117,7 @@ class Seq2Seq(keras.Model):
         self.contrastive_weight = 0.0
         self.contrastive_negatives = 1
         self.contrastive_hard_negatives = 0
+        self.contrastive_side = "target"
         self.sampling_seed = keras.random.SeedGenerator(0, name="sampling_seed")
         self.loss_sum = keras.metrics.Mean(name="loss")
         self.nll_sum = keras.metrics.Mean(name="nll")
@@ -157,6 +158,7 @@ class Seq2Seq(keras.Model):
         self.contrastive_weight = float(training.contrastive_weight)
         self.contrastive_negatives = int(training.contrastive_negatives)
         self.contrastive_hard_negatives = int(training.contrastive_hard_negatives)
+        self.contrastive_side = training.contrastive_side
 
     def start_unseen_pieces_low(self, seen_ids: np.ndarray, bias: float = UNSEEN_BIAS) -> None:
         """Start the logits of the pieces outside `seen_ids` (those no training target holds)
@@ -416,9 +418,13 @@ class Seq2Seq(keras.Model):
         `contrastive_hard_negatives` mined ones (`inputs["negative_targets"]`), each decoded
         from the example's own encoded context. Bucketing by length makes the rolled ones
         about as long as the true reply; one with the same tokens as the true reply is no
-        negative (mining already leaves those out)."""
+        negative (mining already leaves those out). With `contrastive_side` "source", the
+        negatives are contexts instead: `_source_side_scores`."""
         inputs, targets, weights = data
         scores = [mean_token_log_likelihood(logits, targets, weights)]
+        if self.contrastive_side == "source":
+            more, valid = self._source_side_scores(data, encoded, teacher_forcing)
+            return ranking_loss(ops.stack(scores + more, axis=1), ops.stack(valid, axis=1))
         valid = [ops.ones_like(scores[0], dtype="bool")]
         for shift in range(1, self.contrastive_negatives + 1):
             other_targets = ops.roll(targets, shift, axis=0)
@@ -435,6 +441,38 @@ class Seq2Seq(keras.Model):
             scores.append(mean_token_log_likelihood(hard_logits, hard_targets, hard_weights))
             valid.append(ops.any(ops.not_equal(hard_targets, PAD_ID), axis=1))
         return ranking_loss(ops.stack(scores, axis=1), ops.stack(valid, axis=1))
+
+    def _source_side_scores(
+        self, data: Any, encoded: Encoded, teacher_forcing: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """(scores, valid) of each example's own reply decoded from other contexts: those of
+        the next `contrastive_negatives` examples in the batch (the encoded batch rolled by
+        1..K, so no context is encoded twice) and its `contrastive_hard_negatives` mined ones
+        (`inputs["negative_source_ids"]`), with valid [B] False where the other context has
+        the same tokens as its own (or is padding)."""
+        inputs, targets, weights = data
+        sources = inputs["source_ids"]
+        scores: list[Any] = []
+        valid = [ops.ones_like(targets[:, 0], dtype="bool")]
+        for shift in range(1, self.contrastive_negatives + 1):
+            rolled = keras.tree.map_structure(
+                lambda t, shift=shift: None if t is None else ops.roll(t, shift, axis=0), encoded
+            )
+            other_logits, _ = self._decode(
+                inputs["decoder_input_ids"], rolled, teacher_forcing, True
+            )
+            scores.append(mean_token_log_likelihood(other_logits, targets, weights))
+            other_sources = ops.roll(sources, shift, axis=0)
+            valid.append(ops.any(ops.not_equal(other_sources, sources), axis=1))
+        for k in range(self.contrastive_hard_negatives):
+            hard_sources = inputs["negative_source_ids"][:, k]
+            other = self.encode(hard_sources, training=True)
+            other_logits, _ = self._decode(
+                inputs["decoder_input_ids"], other, teacher_forcing, True
+            )
+            scores.append(mean_token_log_likelihood(other_logits, targets, weights))
+            valid.append(ops.any(ops.not_equal(hard_sources, PAD_ID), axis=1))
+        return scores, valid
 
     def train_step(self, data: Any) -> dict[str, Any]:
         teacher_forcing = None

@@ -105,7 +105,13 @@ class Loops:
             examples = read_shards(
                 [shard.path for shard in mine], shuffle=shuffle, seed=seed, negatives=negatives
             )
-            dataset = make_dataset(examples, shuffle=shuffle, seed=seed, **lengths)
+            dataset = make_dataset(
+                examples,
+                shuffle=shuffle,
+                seed=seed,
+                negative_side=self.training.contrastive_side,
+                **lengths,
+            )
             dataset = dataset.take(steps * replicas_per_pipeline)
             return dataset.skip(skip * replicas_per_pipeline)
 

@@ -9,6 +9,10 @@ similarity between messages, so mining negatives the same way trains the model o
 choices it meets at decoding time (as dense retrievers do with BM25 negatives: Karpukhin et al.
 2020, "Dense Passage Retrieval").
 
+A backward model p(message | reply) ranks the other way round (`training.contrastive_side`
+"source"): the message is fixed and the candidate replies are its sources, so its negatives
+are the sources of the examples whose targets are most like its own.
+
 A message almost identical to the example's own ("How are you?" twice) likely got a reply that
 would fit here too, so candidates above `max_similarity` (`retrieval.NEAR_COPY`) are skipped;
 each example's negatives are drawn at random from the next `pool` most similar messages, and
@@ -25,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -117,10 +122,17 @@ def mined_shards(
     directory: Path,
     *,
     seed: int,
+    side: Literal["target", "source"] = "target",
 ) -> list[Shard]:
     """Copies of `shards` whose examples also hold `count` hard negatives each (the
     "negatives" feature, `chatbot.pipeline` reads it), written into `directory`, or the copies
-    already there when mined from the same shards with the same settings."""
+    already there when mined from the same shards with the same settings.
+
+    `side="target"`: the targets of the examples whose newest context turn is most like the
+    example's own. `side="source"`: the sources (whole contexts) of the examples whose target
+    is most like its own; for a backward model, whose source is a reply and target the message
+    it answered, those are the replies to messages like this one, the candidates MMI-bidi
+    compares."""
     stamp = {
         "shards": [str(shard.path.resolve()) for shard in shards],
         "examples": sum(shard.examples for shard in shards),
@@ -128,6 +140,7 @@ def mined_shards(
         "seed": seed,
         "pool": POOL,
         "max_similarity": NEAR_COPY,
+        "side": side,
     }
     mined = [directory / shard.path.name for shard in shards]
     stamp_path = directory / _STAMP
@@ -140,12 +153,16 @@ def mined_shards(
     targets = [target for rows in per_shard for _, target in rows]
     messages = [tokenizer.decode(split_context(source)[-1]) for source in sources]
     replies = [tokenizer.decode(target) for target in targets]
-    log.info("mining %d hard negatives for each of %d examples", count, len(sources))
-    chosen = choose_negatives(messages, replies, count, seed=seed)
+    log.info("mining %d %s-side hard negatives for each of %d examples", count, side, len(sources))
+    if side == "target":
+        chosen, negatives = choose_negatives(messages, replies, count, seed=seed), targets
+    else:
+        contexts = [tokenizer.decode(source) for source in sources]
+        chosen, negatives = choose_negatives(replies, contexts, count, seed=seed), sources
     start = 0
     for rows, path in zip(per_shard, mined, strict=True):
         records = (
-            example_record(source, target, [targets[other] for other in chosen[start + offset]])
+            example_record(source, target, [negatives[other] for other in chosen[start + offset]])
             for offset, (source, target) in enumerate(rows)
         )
         atomic_write_bytes(path, b"".join(records))

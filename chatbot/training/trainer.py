@@ -173,6 +173,7 @@ class Trainer:
                 training.contrastive_hard_negatives,
                 self.work_dir / "negatives",
                 seed=training.seed,
+                side=training.contrastive_side,
             )
         checkpoints = Checkpoints(state, self.workspace.checkpoint_dir, training.keep_checkpoints)
         if self.options.resume:

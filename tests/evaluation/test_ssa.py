@@ -17,6 +17,7 @@ from chatbot.evaluation.ssa import (
     sensible_by_rank,
     sensible_within,
     speaker_turns,
+    top_pick_sensible,
     within_context_auc,
     write_pack,
 )
@@ -179,3 +180,11 @@ def test_within_context_auc_counts_pairs_of_the_same_context_only():
 def test_within_context_auc_needs_a_context_with_both_kinds():
     with pytest.raises(DataError, match="both a sensible and a not-sensible"):
         within_context_auc([[1.0, 2.0], [3.0]], [[True, True], [False]])
+
+
+def test_top_pick_sensible_is_the_rating_of_each_contexts_best_candidate():
+    values = [[3.0, 1.0, 2.0], [0.0, 5.0], [9.0, 9.0, 1.0], [4.0]]
+    sensible = [[False, False, True], [True, False], [True, False, False], [True]]
+    # 3.0 picks a not-sensible one, 5.0 too, the first of the tied 9.0s a sensible one
+    assert top_pick_sensible(values, sensible) == pytest.approx(2 / 4)
+    assert top_pick_sensible([[-1.0, -2.0]], [[True, False]]) == 1.0

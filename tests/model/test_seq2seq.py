@@ -261,3 +261,50 @@ def test_the_ranking_loss_scores_each_reply_against_its_mined_negatives_too():
         ranking.append(np.log(np.exp(scores).sum()) - scores[0])
     expected = -sum(own) / weights.sum() + np.mean(ranking)
     np.testing.assert_allclose(float(objective), expected, rtol=1e-4)
+
+
+def test_source_side_ranking_scores_each_reply_after_other_contexts():
+    model = build(tiny(attention="luong_general", encoder={"bidirectional": True, "layers": 2}))
+    training = TrainingConfig(
+        contrastive_weight=0.5,
+        contrastive_negatives=2,
+        contrastive_hard_negatives=1,
+        contrastive_side="source",
+    )
+    model.configure_training(training)
+    inputs = batch(seed=7)
+    inputs["source_ids"][1] = inputs["source_ids"][0]  # the same context twice: no negative
+    rng = np.random.default_rng(8)
+    targets = rng.integers(5, VOCAB, (3, 5)).astype("int32")
+    weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], "float32")
+    hard = rng.integers(5, VOCAB, (3, 1, 4)).astype("int32")
+    hard[1, 0, 2:] = PAD_ID
+    hard[2, 0, :] = PAD_ID  # no mined negative for this row
+    inputs["negative_source_ids"] = hard
+    objective, _ = model._batch_loss((inputs, targets, weights), training=True)
+
+    def log_likelihood(source: np.ndarray, reply: int) -> float:
+        logits = model(
+            {
+                "source_ids": source[None],
+                "decoder_input_ids": inputs["decoder_input_ids"][reply : reply + 1],
+            }
+        )
+        log_probs = np.asarray(keras.ops.log_softmax(logits[0], axis=-1))
+        true = log_probs[np.arange(5), targets[reply]]
+        return float((true * weights[reply]).sum() / weights[reply].sum())
+
+    sources = inputs["source_ids"]
+    ranking, own = [], []
+    for row in range(3):
+        scores = [log_likelihood(sources[row], row)]
+        own.append(scores[0] * weights[row].sum())
+        for other in ((row - shift) % 3 for shift in (1, 2)):
+            if (sources[other] != sources[row]).any():
+                scores.append(log_likelihood(sources[other], row))
+        if (hard[row, 0] != PAD_ID).any():
+            scores.append(log_likelihood(hard[row, 0], row))
+        scores = np.array(scores)
+        ranking.append(np.log(np.exp(scores).sum()) - scores[0])
+    expected = -sum(own) / weights.sum() + 0.5 * np.mean(ranking)
+    np.testing.assert_allclose(float(objective), expected, rtol=1e-4)

@@ -83,3 +83,27 @@ def test_mined_shards_hold_each_examples_negatives_and_are_reused(tmp_path, tiny
     mined_shards(shards, tiny_tokenizer, 3, tmp_path / "mined", seed=0)
     read = read_shards([mined[0].path], shuffle=False, seed=0, negatives=True)
     assert {len(n) for _, _, n in read.as_numpy_iterator()} == {3}
+
+
+def test_source_side_negatives_are_the_contexts_of_the_most_similar_targets(
+    tmp_path, tiny_tokenizer
+):
+    # a backward model's examples: each reply is the source, the message it answered the target
+    (tmp_path / "data").mkdir()
+    writer = ShardWriter(tmp_path / "data", "train", 1)
+    encoded = tiny_tokenizer.encode([*REPLIES, *MESSAGES])
+    for reply, message in zip(encoded[: len(PAIRS)], encoded[len(PAIRS) :], strict=True):
+        writer.write(join_context([reply]), message)
+    shards = writer.close()
+
+    mined = mined_shards(shards, tiny_tokenizer, 2, tmp_path / "mined", seed=0, side="source")
+    read = read_shards([shard.path for shard in mined], shuffle=False, seed=0, negatives=True)
+    for (message, reply), (_, _, negatives) in zip(PAIRS, read.as_numpy_iterator(), strict=True):
+        texts = {tiny_tokenizer.decode(n) for n in negatives}
+        assert reply not in texts
+        if message == "How do I submit an expense report?":
+            # the replies to the other messages about the report; near copies of its own
+            # message (above the similarity cap) give none
+            assert texts == {"About 3,000 dollars.", "I'll talk to him."}
+    stamp = (tmp_path / "mined" / "mined.json").read_text()
+    assert '"side": "source"' in stamp

@@ -96,6 +96,17 @@ def test_hard_negatives_are_mined_into_the_work_dir_and_trained_on(prepared, tmp
     assert stamp["count"] == 2 and stamp["examples"] == 48
 
 
+def test_a_ranking_loss_over_other_contexts_is_mined_and_trained_on(prepared, tmp_path):
+    overrides = [*TINY, "training.contrastive_weight=1.0", "training.contrastive_negatives=1"]
+    overrides += ["training.contrastive_hard_negatives=1", "training.contrastive_side=source"]
+    train(load_config("configs/tiny.yaml", overrides), prepared, tmp_path / "m", quiet())
+    history = Bundle.load(tmp_path / "m").history
+    # two other contexts: a model whose replies ignore the context scores log(3)
+    assert all(0 < r["ranking_loss"] < np.log(3) + 0.5 for r in history)
+    stamp = json.loads((tmp_path / "m.work" / "negatives" / "mined.json").read_text())
+    assert stamp["side"] == "source" and stamp["count"] == 1
+
+
 def test_a_new_run_will_not_overwrite_an_earlier_one(prepared, tmp_path):
     config = load_config("configs/tiny.yaml", [*TINY, "training.epochs=1"])
     train(config, prepared, tmp_path / "m", quiet())
