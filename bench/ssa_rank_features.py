@@ -2,7 +2,7 @@
 
     python bench/ssa_rank_features.py --model models/default --data build/runs/dd3v2 \
         --pack build/ssa/ranks27 --ratings build/ssa/ranks27/ratings-*.jsonl \
-        --system "shipped defaults" [--markdown]
+        --system "shipped defaults" [--backward build/cand/bwdrank ...] [--markdown]
 
 For a pack written with `bench/ssa_pack.py --ranks N`, it answers the pack's contexts again
 with the system's settings (systems.json), checks that the N best candidates are the ones
@@ -15,6 +15,12 @@ The terms: the ranking score itself; the reply's log-likelihood summed, per toke
 the GNMT length penalty that the settings rank by; MMI-bidi's backward term (what the score
 adds beyond the other terms, divided by `mmi_backward`, so only for settings without the
 anti-LM); the match bonus's similarity; and shortness (minus the reply's tokens).
+
+Each `--backward` bundle (a backward model trained on `data.direction: backward` examples)
+adds its MMI-bidi term and the ranking score with that term in place of the bundle's own, so a
+new backward model is judged on candidates already rated. Beside each AUC, the share of
+contexts whose best candidate by that term was rated sensible: what choosing by it among the
+rated candidates alone would have given (the system's own reply is the ranking score's).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from chatbot.bot import Candidate, Chatbot, length_normalized
+from chatbot.bundle import Bundle
 from chatbot.config import DecodingConfig
 from chatbot.errors import DataError
 from chatbot.evaluation.evaluate import load_examples, replies_in_batches
@@ -38,6 +45,7 @@ from chatbot.evaluation.ssa import (
     ranked_name,
     read_jsonl,
     sensible_by_rank,
+    top_pick_sensible,
     within_context_auc,
 )
 
@@ -62,6 +70,23 @@ def ranking_terms(candidates: list[Candidate], settings: DecodingConfig) -> dict
     return terms
 
 
+def backward_terms(
+    candidates: list[Candidate],
+    message: str,
+    settings: DecodingConfig,
+    terms: dict[str, np.ndarray],
+    backward: Chatbot,
+    name: str,
+) -> dict[str, np.ndarray]:
+    """The MMI-bidi term of `candidates` under `backward` (a bot holding another backward
+    model), and the ranking score with it in place of the one in `terms`."""
+    term = backward.backward_scores(candidates, [message] * len(candidates))
+    score = terms["ranking score"] + settings.mmi_backward * (
+        term - terms["MMI-bidi backward term"]
+    )
+    return {f"MMI-bidi backward term, {name}": term, f"ranking score, {name}": score}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the bundle the system answered with")
@@ -70,6 +95,13 @@ def main() -> None:
     parser.add_argument("--pack", required=True, type=Path, help="a --ranks pack's folder")
     parser.add_argument("--ratings", required=True, nargs="+", type=Path)
     parser.add_argument("--system", required=True, help="the system rated by rank")
+    parser.add_argument(
+        "--backward",
+        nargs="+",
+        default=[],
+        type=Path,
+        help="backward models whose MMI-bidi term to judge in place of the bundle's",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a table")
     args = parser.parse_args()
 
@@ -82,6 +114,12 @@ def main() -> None:
     spec = json.loads((args.pack / "systems.json").read_text(encoding="utf-8"))[args.system]
     bot = Chatbot.load(args.model)
     settings = DecodingConfig(**{**spec["decoding"], "n_best": ranks})
+    if args.backward and not (settings.mmi_backward and not settings.mmi_lambda):
+        raise DataError(f"--backward: system {args.system!r} ranks without MMI-bidi alone")
+    backwards = {
+        str(path): Chatbot(bot.bundle, backward=Chatbot(Bundle.load(path)))
+        for path in args.backward
+    }
     examples = load_examples(args.data, args.split)
     chosen = sorted(rated)
     picked = [examples[i] for i in chosen]
@@ -108,15 +146,20 @@ def main() -> None:
                     f"example {example}, rank {rank}: the bundle now answers "
                     f"{candidate.text!r}, not the reply rated; wrong --model or --data?"
                 )
-        for name, value in ranking_terms(candidates, settings).items():
+        terms = ranking_terms(candidates, settings)
+        message = examples[example].context[-1]
+        for name, other in backwards.items():
+            terms.update(backward_terms(candidates, message, settings, terms, other, name))
+        for name, value in terms.items():
             values.setdefault(name, []).append(value)
         labels.append([rated[example][rank] for rank in range(1, len(candidates) + 1)])
     auc = {name: within_context_auc(rows, labels) for name, rows in values.items()}
-    print(json.dumps({"contexts": len(chosen), "ranks": ranks, "auc": auc}, indent=2))
+    top = {name: top_pick_sensible(rows, labels) for name, rows in values.items()}
+    print(json.dumps({"contexts": len(chosen), "ranks": ranks, "auc": auc, "top": top}, indent=2))
     if args.markdown:
-        print("| term | AUC within contexts |\n|---|---|")
+        print("| term | AUC within contexts | its top pick sensible |\n|---|---|---|")
         for name, value in auc.items():
-            print(f"| {name} | {value:.3f} |")
+            print(f"| {name} | {value:.3f} | {top[name]:.2f} |")
 
 
 if __name__ == "__main__":
