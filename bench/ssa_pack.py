@@ -11,7 +11,8 @@ bundle's own decoding section instead, and `model: DIR` answers with another bun
 `--seed`. The output folder holds key.jsonl (who wrote what: do not show it to raters),
 systems.json (the settings used), and part-N.md / part-N.jsonl for raters; each rater gets
 one part and bench/ssa_rubric.md, and writes one {"id", "sensible", "specific"} line per
-reply. bench/ssa_score.py scores the ratings.
+reply. A reply that several systems give the same context is shown once, under one id that the
+key gives each of them. bench/ssa_score.py scores the ratings.
 
 With `--ranks N`, each system's N best candidates are rated, not only its reply: the system
 "NAME" is its reply and "NAME, rank K" its K-th candidate (K = 2..N), so that

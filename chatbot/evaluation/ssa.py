@@ -89,7 +89,11 @@ def build_pack(
     seed: int = 0,
 ) -> list[Item]:
     """Every system's reply to every chosen example, plus the human reference, shuffled, each
-    with a random id. `replies[system][k]` answers `examples[chosen[k]]`."""
+    with a random id. `replies[system][k]` answers `examples[chosen[k]]`.
+
+    Systems that give a context the same reply (as displayed) share one id, so it is rated
+    once and its rating counts for each: systems that differ in a few replies then differ in
+    their scores only there, not by two raters' different verdicts on the same reply."""
     if HUMAN in replies:
         raise DataError(f"system name {HUMAN!r} is the human references' own")
     systems = {**replies, HUMAN: [examples[i].response for i in chosen]}
@@ -98,29 +102,28 @@ def build_pack(
             raise DataError(f"system {system!r}: {len(texts)} replies for {len(chosen)} contexts")
     rng = random.Random(seed)
     ids = rng.sample(range(16**6), len(systems) * len(chosen))
-    items = [
-        Item(
-            id=f"{ids.pop():06x}",
-            context=speaker_turns(examples[index].context),
-            reply=display(texts[k]),
-            system=system,
-            example=index,
-        )
-        for system, texts in systems.items()
-        for k, index in enumerate(chosen)
-    ]
+    id_of: dict[tuple[int, str], str] = {}
+    items = []
+    for system, texts in systems.items():
+        for k, index in enumerate(chosen):
+            reply = display(texts[k])
+            item_id = id_of.setdefault((index, reply), f"{ids.pop():06x}")
+            context = speaker_turns(examples[index].context)
+            items.append(Item(item_id, context, reply, system, index))
     rng.shuffle(items)
     return items
 
 
 def write_pack(items: Sequence[Item], out: Path, parts: int = 1) -> list[Path]:
     """key.jsonl, and the pack in `parts` similar parts (part-N.jsonl for programs and
-    part-N.md for people); returns the parts' markdown paths."""
+    part-N.md for people), each id once however many systems share it; returns the parts'
+    markdown paths."""
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / "key.jsonl", (item.for_key() for item in items))
+    distinct = list({item.id: item for item in reversed(items)}.values())[::-1]
     written = []
     for number in range(1, parts + 1):
-        part = items[number - 1 :: parts]
+        part = distinct[number - 1 :: parts]
         _write_jsonl(out / f"part-{number}.jsonl", (item.for_raters() for item in part))
         path = out / f"part-{number}.md"
         path.write_text(_markdown(part, number, parts), encoding="utf-8")
@@ -188,9 +191,12 @@ def parse_ratings(path: Path) -> list[Rating]:
 def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str, dict[str, Any]]:
     """Per system: replies rated, sensible rate, sensible-and-specific rate, SSA, and how many
     replies were marked specific but not sensible (counted as not specific, as the protocol
-    says). An item rated more than once counts the mean of its ratings."""
-    system_of = {record["id"]: record["system"] for record in key}
-    unknown = sorted({rating.id for rating in ratings} - set(system_of))
+    says). An item rated more than once counts the mean of its ratings; one that several
+    systems share (`build_pack`) counts for each."""
+    systems_of: dict[str, list[str]] = defaultdict(list)
+    for record in key:
+        systems_of[record["id"]].append(record["system"])
+    unknown = sorted({rating.id for rating in ratings} - set(systems_of))
     if unknown:
         raise DataError(f"{len(unknown)} rated id(s) not in the key, e.g. {unknown[0]!r}")
     by_item: dict[str, list[Rating]] = defaultdict(list)
@@ -198,14 +204,15 @@ def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str,
         by_item[rating.id].append(rating)
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item, given in by_item.items():
-        total = totals[system_of[item]]
-        total["rated"] += 1
-        total["sensible"] += sum(r.sensible for r in given) / len(given)
-        total["specific"] += sum(r.sensible and r.specific for r in given) / len(given)
-        total["specific_not_sensible"] += sum(r.specific and not r.sensible for r in given)
+        for system in systems_of[item]:
+            total = totals[system]
+            total["rated"] += 1
+            total["sensible"] += sum(r.sensible for r in given) / len(given)
+            total["specific"] += sum(r.sensible and r.specific for r in given) / len(given)
+            total["specific_not_sensible"] += sum(r.specific and not r.sensible for r in given)
     in_key: dict[str, int] = defaultdict(int)
-    for system in system_of.values():
-        in_key[system] += 1
+    for record in key:
+        in_key[record["system"]] += 1
     results = {}
     for system, count in sorted(in_key.items(), key=lambda pair: (pair[0] != HUMAN, pair[0])):
         total = totals.get(system)

@@ -72,7 +72,7 @@ def test_the_pack_hides_who_wrote_what_and_the_key_keeps_it(tmp_path):
     for part in parts:
         assert all(set(record) == {"id", "context", "reply"} for record in part)
     key = read_jsonl(tmp_path / "pack" / "key.jsonl")
-    assert {record["id"]: record["system"] for record in key} == {i.id: i.system for i in items}
+    assert [(record["id"], record["system"]) for record in key] == [(i.id, i.system) for i in items]
     markdown = paths[0].read_text()
     assert items[0].id in markdown and "beam" not in markdown and "sample" not in markdown
 
@@ -80,6 +80,29 @@ def test_the_pack_hides_who_wrote_what_and_the_key_keeps_it(tmp_path):
         build_pack(examples, chosen, {HUMAN: ["x"] * 3})
     with pytest.raises(DataError, match="system 'beam': 2 replies for 3 contexts"):
         build_pack(examples, chosen, {"beam": ["x", "y"]})
+
+
+def test_a_reply_two_systems_share_is_rated_once_and_counts_for_both(tmp_path):
+    examples = _examples()
+    chosen = choose_examples(examples, 3)
+    replies = {"beam": ["Fine.", "no", "maybe"], "greedy": ["fine.", "yes", "maybe"]}
+    items = build_pack(examples, chosen, replies, seed=2)
+    assert len(items) == 9 and len({item.id for item in items}) == 7
+    shared = {i.id for i in items if i.system == "beam"} & {
+        i.id for i in items if i.system != "beam"
+    }
+    assert {i.reply for i in items if i.id in shared} == {"fine.", "maybe"}
+
+    write_pack(items, tmp_path / "pack", parts=2)
+    shown = [r for n in (1, 2) for r in read_jsonl(tmp_path / "pack" / f"part-{n}.jsonl")]
+    assert sorted(r["id"] for r in shown) == sorted({i.id for i in items})
+    key = read_jsonl(tmp_path / "pack" / "key.jsonl")
+    assert len(key) == 9
+    ratings = [Rating(i.id, i.reply != "no", False) for i in items]
+    results = score(key, ratings)
+    assert results["beam"]["rated"] == results["greedy"]["rated"] == 3
+    assert results["beam"]["sensible"] == pytest.approx(2 / 3)
+    assert results["greedy"]["sensible"] == 1.0
 
 
 def test_scores_by_hand():
