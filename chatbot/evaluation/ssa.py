@@ -214,7 +214,7 @@ def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str,
     for record in key:
         in_key[record["system"]] += 1
     results = {}
-    for system, count in sorted(in_key.items(), key=lambda pair: (pair[0] != HUMAN, pair[0])):
+    for system, count in sorted(in_key.items(), key=lambda pair: _system_order(pair[0])):
         total = totals.get(system)
         if not total:
             results[system] = {"replies": count, "rated": 0}
@@ -230,6 +230,14 @@ def score(key: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> dict[str,
             "specific_not_sensible": int(total["specific_not_sensible"]),
         }
     return results
+
+
+def _system_order(system: str) -> tuple[bool, str, int]:
+    """The human references first, then systems by name, each one's ranks in numeric order
+    ("rank 2" before "rank 10")."""
+    match = _RANKED.match(system)
+    name, rank = (match["system"], int(match["rank"])) if match else (system, 1)
+    return system != HUMAN, name, rank
 
 
 def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:

@@ -211,3 +211,10 @@ def test_top_pick_sensible_is_the_rating_of_each_contexts_best_candidate():
     # 3.0 picks a not-sensible one, 5.0 too, the first of the tied 9.0s a sensible one
     assert top_pick_sensible(values, sensible) == pytest.approx(2 / 4)
     assert top_pick_sensible([[-1.0, -2.0]], [[True, False]]) == 1.0
+
+
+def test_scores_list_the_control_first_and_ranks_in_numeric_order():
+    systems = ["beam, rank 10", "beam, rank 2", "beam", HUMAN, "alpha"]
+    key = [{"id": f"i{n}", "system": system} for n, system in enumerate(systems)]
+    results = score(key, [Rating(record["id"], True, True) for record in key])
+    assert list(results) == [HUMAN, "alpha", "beam", "beam, rank 2", "beam, rank 10"]
