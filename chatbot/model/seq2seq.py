@@ -449,7 +449,9 @@ class Seq2Seq(keras.Model):
         the next `contrastive_negatives` examples in the batch (the encoded batch rolled by
         1..K, so no context is encoded twice) and its `contrastive_hard_negatives` mined ones
         (`inputs["negative_source_ids"]`), with valid [B] False where the other context has
-        the same tokens as its own (or is padding)."""
+        the same tokens as its own (or is padding), or where the other example's target is
+        the same as this one's (that context did precede this reply; mining leaves those
+        out)."""
         inputs, targets, weights = data
         sources = inputs["source_ids"]
         scores: list[Any] = []
@@ -463,7 +465,11 @@ class Seq2Seq(keras.Model):
             )
             scores.append(mean_token_log_likelihood(other_logits, targets, weights))
             other_sources = ops.roll(sources, shift, axis=0)
-            valid.append(ops.any(ops.not_equal(other_sources, sources), axis=1))
+            other_targets = ops.roll(targets, shift, axis=0)
+            valid.append(
+                ops.any(ops.not_equal(other_sources, sources), axis=1)
+                & ops.any(ops.not_equal(other_targets, targets), axis=1)
+            )
         for k in range(self.contrastive_hard_negatives):
             hard_sources = inputs["negative_source_ids"][:, k]
             other = self.encode(hard_sources, training=True)

@@ -276,7 +276,9 @@ def test_source_side_ranking_scores_each_reply_after_other_contexts():
     inputs["source_ids"][1] = inputs["source_ids"][0]  # the same context twice: no negative
     rng = np.random.default_rng(8)
     targets = rng.integers(5, VOCAB, (3, 5)).astype("int32")
-    weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], "float32")
+    targets[2] = targets[0]  # the same reply to two contexts: neither is the other's negative
+    inputs["decoder_input_ids"][2] = inputs["decoder_input_ids"][0]
+    weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], "float32")
     hard = rng.integers(5, VOCAB, (3, 1, 4)).astype("int32")
     hard[1, 0, 2:] = PAD_ID
     hard[2, 0, :] = PAD_ID  # no mined negative for this row
@@ -300,7 +302,7 @@ def test_source_side_ranking_scores_each_reply_after_other_contexts():
         scores = [log_likelihood(sources[row], row)]
         own.append(scores[0] * weights[row].sum())
         for other in ((row - shift) % 3 for shift in (1, 2)):
-            if (sources[other] != sources[row]).any():
+            if (sources[other] != sources[row]).any() and (targets[other] != targets[row]).any():
                 scores.append(log_likelihood(sources[other], row))
         if (hard[row, 0] != PAD_ID).any():
             scores.append(log_likelihood(hard[row, 0], row))
