@@ -120,7 +120,8 @@ def write_pack(items: Sequence[Item], out: Path, parts: int = 1) -> list[Path]:
     markdown paths."""
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / "key.jsonl", (item.for_key() for item in items))
-    distinct = list({item.id: item for item in reversed(items)}.values())[::-1]
+    last = {item.id: position for position, item in enumerate(items)}
+    distinct = [item for position, item in enumerate(items) if last[item.id] == position]
     written = []
     for number in range(1, parts + 1):
         part = distinct[number - 1 :: parts]

@@ -413,19 +413,35 @@ class Seq2Seq(keras.Model):
         return objective, tokens
 
     def _ranking_loss(self, data: Any, encoded: Encoded, logits: Any, teacher_forcing: Any) -> Any:
-        """`ranking_loss` of each example's reply against the replies of the next
-        `contrastive_negatives` examples in the batch (rows rolled by 1..K) and its
+        """`ranking_loss` of each example's reply, as scored after its own context, against
+        its negatives: other replies after its context (`contrastive_side` "target",
+        `_target_side_negatives`) or its reply after other contexts ("source",
+        `_source_side_negatives`)."""
+        _, targets, weights = data
+        negatives = (
+            self._source_side_negatives
+            if self.contrastive_side == "source"
+            else self._target_side_negatives
+        )
+        scores, valid = negatives(data, encoded, teacher_forcing)
+        own = mean_token_log_likelihood(logits, targets, weights)
+        return ranking_loss(
+            ops.stack([own, *scores], axis=1),
+            ops.stack([ops.ones_like(own, dtype="bool"), *valid], axis=1),
+        )
+
+    def _target_side_negatives(
+        self, data: Any, encoded: Encoded, teacher_forcing: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """(scores, valid), each [B] per negative: the replies of the next
+        `contrastive_negatives` examples in the batch (rows rolled by 1..K) and the example's
         `contrastive_hard_negatives` mined ones (`inputs["negative_targets"]`), each decoded
         from the example's own encoded context. Bucketing by length makes the rolled ones
         about as long as the true reply; one with the same tokens as the true reply is no
-        negative (mining already leaves those out). With `contrastive_side` "source", the
-        negatives are contexts instead: `_source_side_scores`."""
+        negative (mining already leaves those out)."""
         inputs, targets, weights = data
-        scores = [mean_token_log_likelihood(logits, targets, weights)]
-        if self.contrastive_side == "source":
-            more, valid = self._source_side_scores(data, encoded, teacher_forcing)
-            return ranking_loss(ops.stack(scores + more, axis=1), ops.stack(valid, axis=1))
-        valid = [ops.ones_like(scores[0], dtype="bool")]
+        scores: list[Any] = []
+        valid: list[Any] = []
         for shift in range(1, self.contrastive_negatives + 1):
             other_targets = ops.roll(targets, shift, axis=0)
             other_ids = ops.roll(inputs["decoder_input_ids"], shift, axis=0)
@@ -440,22 +456,21 @@ class Seq2Seq(keras.Model):
             hard_weights = ops.cast(ops.not_equal(hard_targets, PAD_ID), "float32")
             scores.append(mean_token_log_likelihood(hard_logits, hard_targets, hard_weights))
             valid.append(ops.any(ops.not_equal(hard_targets, PAD_ID), axis=1))
-        return ranking_loss(ops.stack(scores, axis=1), ops.stack(valid, axis=1))
+        return scores, valid
 
-    def _source_side_scores(
+    def _source_side_negatives(
         self, data: Any, encoded: Encoded, teacher_forcing: Any
     ) -> tuple[list[Any], list[Any]]:
-        """(scores, valid) of each example's own reply decoded from other contexts: those of
-        the next `contrastive_negatives` examples in the batch (the encoded batch rolled by
-        1..K, so no context is encoded twice) and its `contrastive_hard_negatives` mined ones
-        (`inputs["negative_source_ids"]`), with valid [B] False where the other context has
-        the same tokens as its own (or is padding), or where the other example's target is
-        the same as this one's (that context did precede this reply; mining leaves those
-        out)."""
+        """(scores, valid), each [B] per negative: the example's own reply decoded from other
+        contexts, those of the next `contrastive_negatives` examples in the batch (the encoded
+        batch rolled by 1..K, so no context is encoded twice) and its
+        `contrastive_hard_negatives` mined ones (`inputs["negative_source_ids"]`). A context
+        with the same tokens as its own (or padding) is no negative, nor one whose example has
+        the same target (that context did precede this reply; mining leaves those out)."""
         inputs, targets, weights = data
         sources = inputs["source_ids"]
         scores: list[Any] = []
-        valid = [ops.ones_like(targets[:, 0], dtype="bool")]
+        valid: list[Any] = []
         for shift in range(1, self.contrastive_negatives + 1):
             rolled = keras.tree.map_structure(
                 lambda t, shift=shift: None if t is None else ops.roll(t, shift, axis=0), encoded

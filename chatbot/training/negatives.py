@@ -151,10 +151,10 @@ def mined_shards(
     per_shard = [_read(shard) for shard in shards]
     sources = [source for rows in per_shard for source, _ in rows]
     targets = [target for rows in per_shard for _, target in rows]
-    messages = [tokenizer.decode(split_context(source)[-1]) for source in sources]
     replies = [tokenizer.decode(target) for target in targets]
     log.info("mining %d %s-side hard negatives for each of %d examples", count, side, len(sources))
     if side == "target":
+        messages = [tokenizer.decode(split_context(source)[-1]) for source in sources]
         chosen, negatives = choose_negatives(messages, replies, count, seed=seed), targets
     else:
         contexts = [tokenizer.decode(source) for source in sources]
