@@ -157,11 +157,14 @@ def make_dataset(
 
     def shift(source: tf.Tensor, response: tf.Tensor, *negatives: tf.RaggedTensor) -> tuple:
         shifted = truncate_and_shift(source, response, max_source_len, max_target_len)
-        if negatives and negative_side == "source":
-            shifted += (negatives[0][:, -max_source_len:].to_tensor(PAD_ID),)
-        elif negatives:
-            shifted += shift_negatives(negatives[0], max_target_len)
-        return shifted
+        if not negatives:
+            return shifted
+        if negative_side == "source":
+            named = {"negative_source_ids": negatives[0][:, -max_source_len:].to_tensor(PAD_ID)}
+        else:
+            decoder_inputs, targets = shift_negatives(negatives[0], max_target_len)
+            named = {"negative_decoder_input_ids": decoder_inputs, "negative_targets": targets}
+        return (*shifted, named)
 
     dataset = dataset.map(shift, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     boundaries = bucket_boundaries(max(max_source_len, max_target_len), bucket_width)
@@ -180,12 +183,13 @@ def make_dataset(
 
 
 def _to_model_inputs(
-    source: tf.Tensor, decoder_input: tf.Tensor, target: tf.Tensor, *negatives: tf.Tensor
+    source: tf.Tensor,
+    decoder_input: tf.Tensor,
+    target: tf.Tensor,
+    negatives: dict[str, tf.Tensor] | None = None,
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+    """(inputs by the model's input names, targets, per-token weights): `negatives` are the
+    named negative inputs `make_dataset`'s shift gave, when the examples have any."""
     weights = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
-    inputs = {"source_ids": source, "decoder_input_ids": decoder_input}
-    if len(negatives) == 1:
-        inputs["negative_source_ids"] = negatives[0]
-    elif negatives:
-        inputs["negative_decoder_input_ids"], inputs["negative_targets"] = negatives
+    inputs = {"source_ids": source, "decoder_input_ids": decoder_input, **(negatives or {})}
     return inputs, target, weights
