@@ -28,15 +28,20 @@ import numpy as np
 
 from chatbot.examples import Example
 
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W_]+")
 DROPPED_IN_STATS = 10
 SKETCH_ROWS, SKETCH_WIDTH = 4, 1 << 21  # 32 MiB of counters, touched as they fill
 _BLOCK = 65_536  # examples hashed into the sketch at a time
 
 
+def words(text: str) -> list[str]:
+    """Lower-cased runs of letters and digits: what replies are classed and messages matched by."""
+    return _WORD.findall(text.lower())
+
+
 def identity_key(text: str) -> str:
-    """The text's class: its lower-cased word characters, so "Thank you!" is "thank you."."""
-    return " ".join(_WORD.findall(text.lower()))
+    """The text's class: its lower-cased words, so "Thank you!" is "thank you"."""
+    return " ".join(words(text))
 
 
 def _hash64(text: str) -> int:

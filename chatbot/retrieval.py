@@ -26,7 +26,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +36,7 @@ import numpy as np
 from chatbot.errors import BundleError
 from chatbot.evaluation.metrics import repeats_ngram
 from chatbot.examples import Example
-from chatbot.generic_filter import GenericFilter
+from chatbot.generic_filter import GenericFilter, identity_key, words
 
 # A held-out text of at least this many words is distinctive enough that a bank pair holding
 # it is taken for a copy of the held-out dialogue; shorter ones ("Thank you.") are not.
@@ -46,16 +45,6 @@ DISTINCTIVE_WORDS = 4
 # you doing?"): the reply to one likely fits the other, so neither is the other's negative
 # (training's hard negatives) or distractor (evaluation's hits@1 with similar distractors).
 NEAR_COPY = 0.9
-_WORD = re.compile(r"[^\W_]+")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased runs of letters and digits: what messages are matched by."""
-    return _WORD.findall(text.lower())
-
-
-def _key(text: str) -> str:
-    return " ".join(words(text))
 
 
 @dataclass(frozen=True)
@@ -73,7 +62,7 @@ def bank_pairs(train: Iterable[Example], held_out: Iterable[Example] = ()) -> li
         key
         for example in held_out
         for text in (*example.context, example.response)
-        if len((key := _key(text)).split()) >= DISTINCTIVE_WORDS
+        if len((key := identity_key(text)).split()) >= DISTINCTIVE_WORDS
     }
     pairs: dict[Pair, None] = {}
     for example in train:
@@ -81,7 +70,7 @@ def bank_pairs(train: Iterable[Example], held_out: Iterable[Example] = ()) -> li
         pair = Pair(example.context[-1], example.response, previous)
         if not words(pair.reply) or repeats_ngram(pair.reply, 3):
             continue
-        if _key(pair.message) in seen or _key(pair.reply) in seen:
+        if identity_key(pair.message) in seen or identity_key(pair.reply) in seen:
             continue
         pairs[pair] = None
     return list(pairs)

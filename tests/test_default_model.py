@@ -20,7 +20,7 @@ from chatbot.corpora import Dialogue, load_corpus
 from chatbot.evaluation.evaluate import evaluate
 from chatbot.evaluation.metrics import repeats_ngram
 from chatbot.examples import dialogue_examples, normalize_dialogue
-from chatbot.retrieval import words
+from chatbot.generic_filter import words
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "default"

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from chatbot.examples import Example
-from chatbot.generic_filter import CountMinSketch, GenericFilter, identity_key, reply_entropies
+from chatbot.generic_filter import (
+    CountMinSketch,
+    GenericFilter,
+    identity_key,
+    reply_entropies,
+    words,
+)
 
 
 def pairs(*items: tuple[str, str]) -> list[Example]:
@@ -15,6 +21,11 @@ def pairs(*items: tuple[str, str]) -> list[Example]:
 
 def test_identity_key_folds_case_punctuation_and_spacing():
     assert identity_key("Thank you!") == identity_key("thank  you .") == "thank you"
+
+
+def test_identity_key_splits_words_as_the_reply_bank_matches_them():
+    # One notion of a word, so the bank's held-out check and the entropy filter agree.
+    assert identity_key("Room_2B, 10:30!") == " ".join(words("Room_2B, 10:30!")) == "room 2b 10 30"
 
 
 def test_entropy_is_over_the_messages_a_reply_follows():
